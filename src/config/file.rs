@@ -1,0 +1,127 @@
+//! The configuration file as users write it: serde structs, one per TOML table.
+//!
+//! Every table rejects unknown keys so a typo is an error that names the key instead of a setting
+//! silently ignored. Nothing here is validated beyond its TOML type: [`super::model`] turns these
+//! structs into the checked internal model the rest of the gateway uses.
+
+use serde::Deserialize;
+
+/// The whole `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub oauth: OAuthSection,
+    #[serde(default)]
+    pub clients: Vec<ClientEntry>,
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+}
+
+/// `[server]`: listeners and process settings (changing them needs a restart).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address for the OAuth endpoints and proxied traffic. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Worker threads of the proxy service. Default 2.
+    pub threads: Option<usize>,
+    /// Address of the Prometheus `/metrics` and `/healthz` listener. Off when absent.
+    pub metrics_listen: Option<String>,
+    /// PEM certificate chain; with `tls_key` the listener speaks HTTPS.
+    pub tls_cert: Option<String>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<String>,
+    /// Folder for generated keys and the default store. Default `data` beside the config file.
+    pub data_dir: Option<String>,
+    /// Seconds SIGTERM waits before closing listeners. Default 1.
+    pub grace_period_secs: Option<u64>,
+    /// Seconds in-flight requests get to finish after the grace period. Default 5.
+    pub shutdown_timeout_secs: Option<u64>,
+    /// One info log line per proxied or answered request. Default false (it costs throughput).
+    pub access_log: Option<bool>,
+}
+
+/// `[store]`: where tokens are kept durably.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Embedded SQLite database file. Default `<data_dir>/tokens.db`.
+    pub path: Option<String>,
+    /// Shared database for cluster mode (`postgres://...`). Not supported yet: refused.
+    pub url: Option<String>,
+    /// Seconds between sweeps of expired tokens. Default 60.
+    pub sweep_interval_secs: Option<u64>,
+}
+
+/// `[oauth]`: token lifetimes, keys and the renewal policy per token format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSection {
+    pub issuer: Option<String>,
+    pub access_token_ttl_secs: Option<u64>,
+    pub refresh_token_ttl_secs: Option<u64>,
+    pub jwt_signing_key: Option<String>,
+    pub jwt_algorithm: Option<String>,
+    /// Secret for opaque token tags (32+ random bytes, hex or raw). Default `<data_dir>/server.key`.
+    pub server_key: Option<String>,
+    #[serde(default)]
+    pub jwt: FormatSection,
+    #[serde(default)]
+    pub opaque: FormatSection,
+}
+
+/// `[oauth.jwt]` or `[oauth.opaque]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSection {
+    pub renew_token_without_revoking_existing: Option<RenewSection>,
+}
+
+/// `[oauth.<format>.renew_token_without_revoking_existing]`, word for word from WSO2.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewSection {
+    pub enable: Option<bool>,
+    pub allowed_grant_types: Option<Vec<String>>,
+    pub max_active_tokens: Option<u32>,
+}
+
+/// One `[[clients]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    pub id: String,
+    pub secret_sha256: String,
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub refresh_tokens_for_client_credentials: Option<bool>,
+}
+
+/// One `[[users]]` entry (resource owners for the password grant).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub path_prefix: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub auth: Option<bool>,
+}

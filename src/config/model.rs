@@ -1,0 +1,121 @@
+//! The validated internal configuration: the only config type the rest of the gateway sees.
+//!
+//! Built by [`super::load`] from [`super::file::FileConfig`]; every value here has been checked,
+//! defaults are filled in and relative paths resolved, so nothing downstream re-validates.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gateway::routes::RouteTable;
+use crate::oauth::grant_type::GrantSet;
+use crate::oauth::policy::RenewPolicy;
+use crate::tokens::format::TokenFormat;
+use crate::tokens::jwt::JwtAlgorithm;
+use crate::tokens::key::ScopeSet;
+
+/// Everything a running gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub oauth: OAuthSettings,
+    pub clients: HashMap<String, Arc<Client>>,
+    pub users: HashMap<String, User>,
+    pub routes: RouteTable,
+}
+
+/// `[server]`. Read at start only: a reload that changes it is logged as needing a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub threads: usize,
+    pub metrics_listen: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub data_dir: PathBuf,
+    pub grace_period_secs: u64,
+    pub shutdown_timeout_secs: u64,
+    pub access_log: bool,
+}
+
+/// PEM files that turn the listener into HTTPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[store]`. Read at start only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub sweep_interval: Duration,
+}
+
+/// `[oauth]`. Lifetimes and renewal policies apply live; key settings at start only.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub issuer: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub jwt_signing_key: PathBuf,
+    pub jwt_algorithm: JwtAlgorithm,
+    pub server_key: PathBuf,
+    pub jwt_policy: RenewPolicy,
+    pub opaque_policy: RenewPolicy,
+}
+
+impl OAuthSettings {
+    /// The renewal policy for a token format.
+    pub fn policy(&self, format: TokenFormat) -> &RenewPolicy {
+        match format {
+            TokenFormat::Jwt => &self.jwt_policy,
+            TokenFormat::Opaque => &self.opaque_policy,
+        }
+    }
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    /// SHA-256 of the client secret; compared in constant time.
+    pub secret_sha256: [u8; 32],
+    pub token_format: TokenFormat,
+    pub grant_types: GrantSet,
+    /// The scopes this client may ask for.
+    pub scopes: ScopeSet,
+    /// Whether `client_credentials` also returns a refresh token.
+    pub refresh_tokens_for_client_credentials: bool,
+}
+
+/// A resource owner for the password grant.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl Config {
+    /// Names the settings that differ from `other` and only take effect after a restart.
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.server != other.server {
+            changed.push("[server]");
+        }
+        if self.store != other.store {
+            changed.push("[store]");
+        }
+        if self.oauth.jwt_signing_key != other.oauth.jwt_signing_key
+            || self.oauth.jwt_algorithm != other.oauth.jwt_algorithm
+        {
+            changed.push("oauth.jwt_signing_key/jwt_algorithm");
+        }
+        if self.oauth.server_key != other.oauth.server_key {
+            changed.push("oauth.server_key");
+        }
+        changed
+    }
+}

@@ -1,0 +1,109 @@
+//! Config loading: the bundled example, defaults, and refusals that name the key.
+
+use super::*;
+use crate::oauth::grant_type::{GrantSet, GrantType};
+use std::path::Path;
+
+const CLIENT: &str = r#"
+[[clients]]
+id = "c"
+secret_sha256 = "cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf"
+grant_types = ["client_credentials"]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_str(text, Path::new("/base"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn bundled_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/gateway.toml");
+    let c = load_file(&path).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+    assert_eq!(c.clients.len(), 2);
+    assert_eq!(c.users.len(), 1);
+    assert_eq!(c.routes.len(), 2);
+    assert!(!c.oauth.jwt_policy.enable);
+}
+
+#[test]
+fn defaults_apply_when_sections_are_absent() {
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.oauth.access_token_ttl_secs, 3600);
+    assert_eq!(c.store.path, Path::new("/base/data/tokens.db"));
+    for p in [&c.oauth.jwt_policy, &c.oauth.opaque_policy] {
+        assert!(!p.enable);
+        assert_eq!(p.allowed_grant_types, GrantSet::of(&[GrantType::ClientCredentials]));
+        assert_eq!(p.max_active_tokens, 0);
+    }
+    let client = &c.clients["c"];
+    assert_eq!(client.token_format, crate::tokens::format::TokenFormat::Jwt);
+}
+
+#[test]
+fn section_without_enable_means_disabled_and_given_list_replaces_default() {
+    let c = parse(&format!(
+        "[oauth.jwt.renew_token_without_revoking_existing]\nallowed_grant_types = [\"password\"]\n{CLIENT}"
+    ))
+    .unwrap();
+    assert!(!c.oauth.jwt_policy.enable);
+    assert_eq!(c.oauth.jwt_policy.allowed_grant_types, GrantSet::of(&[GrantType::Password]));
+}
+
+#[test]
+fn unknown_grant_type_names_the_key() {
+    let e = err(&format!(
+        "[oauth.opaque.renew_token_without_revoking_existing]\nenable = true\nallowed_grant_types = [\"implicit\"]\n{CLIENT}"
+    ));
+    assert!(e.contains("oauth.opaque.renew_token_without_revoking_existing.allowed_grant_types"), "{e}");
+    assert!(e.contains("implicit"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err(&format!("[oauth.jwt.renew_token_without_revoking_existing]\nenabled = true\n{CLIENT}"));
+    assert!(e.contains("enabled"), "{e}");
+}
+
+#[test]
+fn typographic_quotes_get_a_hint() {
+    let e = err(&format!(
+        "[oauth.jwt.renew_token_without_revoking_existing]\nenable = true\nallowed_grant_types = [\u{201C}client_credentials\u{201D}, \u{201C}password\u{201D}]\n{CLIENT}"
+    ));
+    assert!(e.contains("straight quotes"), "{e}");
+}
+
+#[test]
+fn bad_values_are_refused_with_their_key() {
+    let cases = [
+        ("[server]\nlisten = \"nowhere\"", "server.listen"),
+        ("[server]\nthreads = 0", "server.threads"),
+        ("[oauth]\njwt_algorithm = \"HS256\"", "oauth.jwt_algorithm"),
+        ("[oauth]\naccess_token_ttl_secs = 0", "oauth.access_token_ttl_secs"),
+        ("[[routes]]\npath_prefix = \"api\"\nupstream = \"127.0.0.1:1\"", "routes[0].path_prefix"),
+        ("[[routes]]\npath_prefix = \"/a\"\nupstream = \"nohost\"", "routes[0].upstream"),
+        ("[[routes]]\npath_prefix = \"/a\"\nupstream = \"127.0.0.1:1\"\nauth = false\nscopes = [\"x\"]", "routes[0].scopes"),
+        ("[[users]]\nusername = \"u\"\npassword_hash = \"plain\"", "users[0].password_hash"),
+        ("[store]\nurl = \"postgres://x\"", "store.url"),
+    ];
+    for (text, key) in cases {
+        let e = err(&format!("{text}\n{CLIENT}"));
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let e = err("[[clients]]\nid = \"c\"\nsecret_sha256 = \"xyz\"\ngrant_types = [\"password\"]");
+    assert!(e.contains("clients[0].secret_sha256"), "{e}");
+    let e = err(&format!("{CLIENT}{CLIENT}"));
+    assert!(e.contains("duplicate client"), "{e}");
+}
+
+#[test]
+fn arbitrary_text_never_panics() {
+    for text in ["", "[", "[[clients]]", "a = 1", "[oauth]\nissuer = 3", "\u{0}\u{FFFF}"] {
+        let _ = parse(text);
+    }
+}

@@ -1,0 +1,147 @@
+//! RFC 6750 bearer checks for proxied traffic: parse `Authorization`, one index lookup, check
+//! state, expiry, the client still being configured, and the route's scopes. No signature is
+//! verified per request: the index is the authority, so a revoked JWT is rejected at once.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::gateway::routes::Route;
+use crate::reply::Reply;
+use crate::tokens::record::AccessRecord;
+use crate::tokens::service::TokenService;
+
+/// Longest bearer token accepted.
+pub const MAX_BEARER_BYTES: usize = 8192;
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header, or another scheme: 401 with a bare challenge.
+    Missing,
+    /// A malformed `Authorization: Bearer` header: 400 `invalid_request`.
+    Malformed(&'static str),
+    /// Unknown, expired or revoked token: 401 `invalid_token`.
+    Invalid,
+    /// Valid token without the route's scopes: 403 `insufficient_scope`.
+    InsufficientScope(String),
+}
+
+impl BearerError {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            BearerError::Missing => "missing",
+            BearerError::Malformed(_) => "malformed",
+            BearerError::Invalid => "invalid",
+            BearerError::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+
+    pub fn reply(&self) -> Reply {
+        let (status, challenge, body) = match self {
+            BearerError::Missing => (401, "Bearer realm=\"tokengate\"".to_string(), r#"{"error":"unauthorized"}"#.to_string()),
+            BearerError::Malformed(why) => (
+                400,
+                format!("Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"{why}\""),
+                serde_json::json!({"error": "invalid_request", "error_description": why}).to_string(),
+            ),
+            BearerError::Invalid => (
+                401,
+                "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"".to_string(),
+                r#"{"error":"invalid_token"}"#.to_string(),
+            ),
+            BearerError::InsufficientScope(scope) => (
+                403,
+                format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                serde_json::json!({"error": "insufficient_scope", "scope": scope}).to_string(),
+            ),
+        };
+        Reply::json_no_store(status, body).with_header("WWW-Authenticate", challenge)
+    }
+}
+
+/// RFC 6750 section 2.1 `b64token` characters.
+fn is_b64token(t: &[u8]) -> bool {
+    let body_end = t.iter().rposition(|&b| b != b'=').map_or(0, |p| p + 1);
+    body_end > 0
+        && t[..body_end]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
+    let h = header.ok_or(BearerError::Missing)?;
+    if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
+        // Another scheme (or garbage): no bearer credentials were presented.
+        return if h.len() >= 6 && h[..6].eq_ignore_ascii_case(b"bearer") {
+            Err(BearerError::Malformed("empty bearer token"))
+        } else {
+            Err(BearerError::Missing)
+        };
+    }
+    let token = h[7..].trim_ascii();
+    if token.is_empty() {
+        return Err(BearerError::Malformed("empty bearer token"));
+    }
+    if token.len() > MAX_BEARER_BYTES {
+        return Err(BearerError::Malformed("bearer token too long"));
+    }
+    if !is_b64token(token) {
+        return Err(BearerError::Malformed("one bearer token of b64token characters expected"));
+    }
+    // Checked ASCII just above.
+    std::str::from_utf8(token).map_err(|_| BearerError::Malformed("bearer token must be ASCII"))
+}
+
+/// Decides a request to an authenticated route.
+pub fn authorize(
+    tokens: &TokenService,
+    config: &Config,
+    route: &Route,
+    header: Option<&[u8]>,
+    now_ms: u64,
+) -> Result<Arc<AccessRecord>, BearerError> {
+    let token = extract(header)?;
+    let id = tokens.access_id(token).ok_or(BearerError::Invalid)?;
+    let rec = tokens.index().access(&id).ok_or(BearerError::Invalid)?;
+    if !rec.is_valid_at(now_ms) || !config.clients.contains_key(&rec.key.client_id) {
+        return Err(BearerError::Invalid);
+    }
+    if !rec.key.scope.is_superset(&route.scopes) {
+        return Err(BearerError::InsufficientScope(route.scopes.to_string()));
+    }
+    Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_one_bearer_token() {
+        assert_eq!(extract(Some(b"Bearer abc.def-_~+/==")), Ok("abc.def-_~+/=="));
+        assert_eq!(extract(Some(b"bearer abc")), Ok("abc"));
+        assert_eq!(extract(None), Err(BearerError::Missing));
+        assert_eq!(extract(Some(b"Basic Zm9vOmJhcg==")), Err(BearerError::Missing));
+    }
+
+    #[test]
+    fn malformed_bearer_headers_are_400() {
+        for h in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer =", b"Bearer a\"b", b"Bearer \xff"] {
+            assert!(matches!(extract(Some(h)), Err(BearerError::Malformed(_))), "{h:?}");
+        }
+        let long = [b"Bearer ".as_slice(), &vec![b'a'; MAX_BEARER_BYTES + 1]].concat();
+        assert!(matches!(extract(Some(&long)), Err(BearerError::Malformed(_))));
+    }
+
+    #[test]
+    fn replies_follow_rfc6750() {
+        assert_eq!(BearerError::Missing.reply().status, 401);
+        assert_eq!(BearerError::Malformed("x").reply().status, 400);
+        let r = BearerError::Invalid.reply();
+        assert_eq!(r.status, 401);
+        assert!(r.headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.contains("invalid_token")));
+        assert_eq!(BearerError::InsufficientScope("a".into()).reply().status, 403);
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP side: the route table, bearer checks and the pingora proxy that ties them together.
+
+pub mod bearer;
+pub mod proxy;
+pub mod routes;

@@ -1,0 +1,228 @@
+//! The pingora glue, kept thin: route the request to an OAuth endpoint or to an upstream, and
+//! translate between HTTP and the plain-Rust calls that decide everything.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::Method;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use super::bearer;
+use super::routes::Route;
+use crate::oauth::errors::OAuthError;
+use crate::oauth::form::MAX_BODY_BYTES;
+use crate::oauth::{endpoints, token_endpoint};
+use crate::oauth::token_endpoint::EndpointRequest;
+use crate::reply::Reply;
+use crate::state::AppState;
+use crate::tokens::record::{now_ms, AccessRecord};
+
+/// Headers the gateway sets for the upstream; whatever a client sends under these names is
+/// dropped so identities cannot be forged.
+const IDENTITY_HEADERS: [&str; 3] = ["X-Client-Id", "X-Subject", "X-Scope"];
+
+/// The proxy service.
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<AppState>) -> Gateway {
+        Gateway { state }
+    }
+}
+
+/// Per-request context: where the request goes and who it is.
+#[derive(Default)]
+pub struct Ctx {
+    route: Option<Arc<Route>>,
+    identity: Option<Arc<AccessRecord>>,
+}
+
+/// The locally answered endpoints.
+enum Endpoint {
+    Token,
+    Revoke,
+    Introspect,
+    Jwks,
+    Metadata,
+}
+
+fn endpoint_of(path: &str) -> Option<Endpoint> {
+    match path {
+        "/oauth2/token" => Some(Endpoint::Token),
+        "/oauth2/revoke" => Some(Endpoint::Revoke),
+        "/oauth2/introspect" => Some(Endpoint::Introspect),
+        "/oauth2/jwks" => Some(Endpoint::Jwks),
+        "/.well-known/oauth-authorization-server" => Some(Endpoint::Metadata),
+        _ => None,
+    }
+}
+
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (name, value) in reply.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header("Content-Length", reply.body.len().to_string())?;
+    let head_only = session.req_header().method == Method::HEAD || reply.body.is_empty();
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Reads the whole request body, up to `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Result<Bytes, OAuthError>> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(Err(OAuthError::PayloadTooLarge));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok(Err(OAuthError::PayloadTooLarge));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(Bytes::from(buf)))
+}
+
+impl Gateway {
+    /// Answers one of the gateway's own endpoints.
+    async fn serve_endpoint(&self, session: &mut Session, endpoint: Endpoint) -> Result<()> {
+        let method = session.req_header().method.clone();
+        let reply = match endpoint {
+            Endpoint::Jwks | Endpoint::Metadata => {
+                if method != Method::GET && method != Method::HEAD {
+                    OAuthError::MethodNotAllowed("GET").reply()
+                } else if matches!(endpoint, Endpoint::Jwks) {
+                    Reply::json_public(self.state.jwks.clone())
+                } else {
+                    Reply::json_public(self.state.live_guard().metadata.clone())
+                }
+            }
+            _ if method != Method::POST => OAuthError::MethodNotAllowed("POST").reply(),
+            _ => match read_body(session, MAX_BODY_BYTES).await? {
+                Err(e) => e.reply(),
+                Ok(body) => {
+                    let h = &session.req_header().headers;
+                    let req = EndpointRequest {
+                        authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+                        content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
+                        body: &body,
+                    };
+                    let state = &self.state;
+                    match endpoint {
+                        Endpoint::Token => match token_endpoint::token(state, req).await {
+                            Ok(issued) => token_endpoint::success(&issued),
+                            Err(e) => e.reply(),
+                        },
+                        Endpoint::Revoke => endpoints::revoke(state, req).await.map(|(r, _)| r).unwrap_or_else(|e| e.reply()),
+                        _ => endpoints::introspect(state, req).await.unwrap_or_else(|e| e.reply()),
+                    }
+                }
+            },
+        };
+        if reply.status == 413 || reply.status == 405 {
+            session.set_keepalive(None);
+        }
+        write_reply(session, reply).await
+    }
+
+    /// Answers a request the gateway refuses without reading its body.
+    async fn refuse(&self, session: &mut Session, reply: Reply) -> Result<bool> {
+        if has_body(session.req_header()) {
+            // Do not read an unwanted body: close the connection after the answer.
+            session.set_keepalive(None);
+        }
+        write_reply(session, reply).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(endpoint) = endpoint_of(session.req_header().uri.path()) {
+            self.serve_endpoint(session, endpoint).await?;
+            return Ok(true);
+        }
+        let live = self.state.live_guard();
+        let Some(route) = live.config.routes.find(session.req_header().uri.path()) else {
+            return self.refuse(session, Reply::json_no_store(404, r#"{"error":"not_found"}"#)).await;
+        };
+        if route.auth {
+            let header = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+            match bearer::authorize(&self.state.tokens, &live.config, route, header, now_ms()) {
+                Ok(rec) => ctx.identity = Some(rec),
+                Err(e) => return self.refuse(session, e.reply()).await,
+            }
+        }
+        ctx.route = Some(Arc::clone(route));
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request reached upstream_peer without a route"))?;
+        Ok(Box::new(HttpPeer::new(route.upstream, false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        upstream_request.remove_header("Authorization");
+        for h in IDENTITY_HEADERS {
+            upstream_request.remove_header(h);
+        }
+        if let Some(rec) = &ctx.identity {
+            upstream_request.insert_header("X-Client-Id", rec.key.client_id.as_str())?;
+            if !rec.key.subject.is_empty() {
+                upstream_request.insert_header("X-Subject", rec.key.subject.as_str())?;
+            }
+            upstream_request.insert_header("X-Scope", rec.scope_text.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
+        if self.state.live_guard().config.server.access_log {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            // The path only: a query string may carry credentials.
+            log::info!("{} {} {status}", session.req_header().method, session.req_header().uri.path());
+        }
+        if let Some(e) = e {
+            log::warn!("request failed: {e}");
+        }
+    }
+}

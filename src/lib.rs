@@ -1,0 +1,13 @@
+//! tokengate: an OAuth2 token gateway on pingora with WSO2's "multiple active access tokens"
+//! renewal policy. See README.md's ARCHITECTURE section for the map.
+
+pub mod config;
+pub mod demo_upstream;
+pub mod fsutil;
+pub mod gateway;
+pub mod oauth;
+pub mod reply;
+pub mod services;
+pub mod state;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,133 @@
+//! The `tokengate` binary: command line, config, state, pingora server.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pingora::prelude::background_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use tokengate::config::{self, Config};
+use tokengate::gateway::proxy::Gateway;
+use tokengate::services::sweeper::Sweeper;
+use tokengate::state::AppState;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// OAuth2 token gateway with WSO2-style multiple-active-access-token renewal policy.
+#[derive(Parser)]
+#[command(name = "tokengate", version, about)]
+struct Cli {
+    /// The config file.
+    #[arg(short, long, default_value = "conf/gateway.toml", global = true)]
+    conf: PathBuf,
+    /// Validate the config, print what is wrong, exit 0 (valid) or 1.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a client secret on stdin, print its secret_sha256.
+    HashSecret,
+    /// Read a password on stdin (not echoed), print an argon2id PHC string.
+    HashPassword,
+    /// Run a demo upstream that echoes the identity headers (for the quick start).
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
+}
+
+fn read_secret(prompt: &str) -> Result<String, String> {
+    let stdin = std::io::stdin();
+    let text = if stdin.is_terminal() {
+        rpassword::prompt_password(prompt).map_err(|e| e.to_string())?
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| e.to_string())?;
+        line
+    };
+    let text = text.trim_end_matches(['\r', '\n']).to_string();
+    if text.is_empty() {
+        return Err("empty input".into());
+    }
+    Ok(text)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("tokengate=info,warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::HashSecret) => read_secret("client secret: ")
+            .map(|s| println!("{}", tokengate::oauth::client_auth::hash_secret(&s))),
+        Some(Command::HashPassword) => read_secret("password: ")
+            .and_then(|p| tokengate::oauth::passwords::hash_password(&p))
+            .map(|h| println!("{h}")),
+        Some(Command::DemoUpstream { listen }) => match std::net::TcpListener::bind(listen) {
+            Ok(l) => {
+                eprintln!("demo upstream listening on {listen}");
+                tokengate::demo_upstream::serve(l);
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot listen on {listen}: {e}")),
+        },
+        None if cli.check => match config::load_file(&cli.conf) {
+            Ok(_) => {
+                println!("{}: ok", cli.conf.display());
+                Ok(())
+            }
+            Err(e) => Err(format!("{}: {e}", cli.conf.display())),
+        },
+        None => run(cli.conf),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokengate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(conf_path: PathBuf) -> Result<(), String> {
+    let config: Config = config::load_file(&conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let state = rt.block_on(AppState::start(config.clone())).map_err(|e| e.to_string())?;
+    drop(rt);
+
+    let s = &config.server;
+    let conf = ServerConf {
+        threads: s.threads,
+        grace_period_seconds: Some(s.grace_period_secs),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "tokengate");
+    proxy.add_tcp(&s.listen);
+    if let Ok(addr) = s.listen.parse::<SocketAddr>() {
+        if !addr.ip().is_loopback() {
+            log::warn!(
+                "the token endpoint is served over plain HTTP on {addr}: client secrets and passwords cross the network in clear; set server.tls_cert and server.tls_key"
+            );
+        }
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "sweeper",
+        Sweeper { tokens: state.tokens.clone(), interval: config.store.sweep_interval },
+    ));
+    log::info!("tokengate listening on {} ({} threads)", s.listen, s.threads);
+    server.run_forever()
+}

@@ -1,0 +1,77 @@
+//! `POST /oauth2/revoke` (RFC 7009) and `POST /oauth2/introspect` (RFC 7662).
+
+use super::errors::OAuthError;
+use super::token_endpoint::{authenticate, service_error, EndpointRequest};
+use crate::reply::Reply;
+use crate::state::AppState;
+use crate::tokens::lifecycle::Revoked;
+use crate::tokens::opaque::OpaqueKind;
+use crate::tokens::record::{now_ms, TokenState};
+
+/// Longest `token` parameter accepted.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+fn token_param<'f>(form: &'f super::form::Form) -> Result<&'f str, OAuthError> {
+    let token = form.require("token")?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(OAuthError::InvalidRequest("token too long".into()));
+    }
+    Ok(token)
+}
+
+/// Revokes a token the authenticated client owns. Unknown tokens answer 200 too.
+pub async fn revoke(state: &AppState, req: EndpointRequest<'_>) -> Result<(Reply, Revoked), OAuthError> {
+    let live = state.live();
+    let (form, client) = authenticate(&live.config, &req)?;
+    let token = token_param(&form)?;
+    let what = state.tokens.revoke(&client.id, token).await.map_err(service_error)?;
+    Ok((Reply::empty(200), what))
+}
+
+/// Tells an authenticated client whether a token is active, and what it carries.
+pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Reply, OAuthError> {
+    let live = state.live();
+    let config = &live.config;
+    let (form, _client) = authenticate(config, &req)?;
+    let token = token_param(&form)?;
+    let now = now_ms();
+    let tokens = &state.tokens;
+    let inactive = || Reply::json_no_store(200, r#"{"active":false}"#);
+    if let Some(rec) = tokens.access_id(token).and_then(|id| tokens.index().access(&id)) {
+        if !rec.is_valid_at(now) || !config.clients.contains_key(&rec.key.client_id) {
+            return Ok(inactive());
+        }
+        let sub = if rec.key.subject.is_empty() { &rec.key.client_id } else { &rec.key.subject };
+        let mut body = serde_json::json!({
+            "active": true,
+            "client_id": rec.key.client_id,
+            "sub": sub,
+            "scope": rec.scope_text,
+            "exp": rec.expires_at_ms / 1000,
+            "iat": rec.issued_at_ms / 1000,
+            "token_type": "Bearer",
+            "iss": config.oauth.issuer,
+        });
+        if !rec.key.subject.is_empty() {
+            body["username"] = rec.key.subject.as_str().into();
+        }
+        return Ok(Reply::json_no_store(200, body.to_string()));
+    }
+    if let Some(rec) = tokens.codec().parse(OpaqueKind::Refresh, token).and_then(|id| tokens.index().refresh(&id)) {
+        if rec.state.get() == TokenState::Active && rec.expires_at_ms > now && config.clients.contains_key(&rec.key.client_id) {
+            let sub = if rec.key.subject.is_empty() { &rec.key.client_id } else { &rec.key.subject };
+            let body = serde_json::json!({
+                "active": true,
+                "client_id": rec.key.client_id,
+                "sub": sub,
+                "scope": rec.key.scope.to_string(),
+                "exp": rec.expires_at_ms / 1000,
+                "iat": rec.issued_at_ms / 1000,
+                "token_type": "refresh_token",
+                "iss": config.oauth.issuer,
+            });
+            return Ok(Reply::json_no_store(200, body.to_string()));
+        }
+    }
+    Ok(inactive())
+}

@@ -1,0 +1,126 @@
+//! RFC 6749 section 5.2 errors (and the few HTTP-level ones of the OAuth endpoints), one variant
+//! per protocol error, each mapping to exactly one status and JSON body.
+
+use crate::reply::Reply;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// Client authentication failed: 401 with `WWW-Authenticate: Basic`.
+    #[error("invalid_client")]
+    InvalidClient,
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    /// The body is larger than the endpoint accepts: 413.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Only POST (or GET for documents) is allowed: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    /// Too many failed attempts: 429 with `Retry-After`.
+    #[error("too many failed attempts")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("server_error")]
+    ServerError,
+}
+
+impl OAuthError {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) | OAuthError::PayloadTooLarge | OAuthError::MethodNotAllowed(_) => {
+                "invalid_request"
+            }
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::TooManyRequests { .. } => "slow_down",
+            OAuthError::ServerError => "server_error",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            OAuthError::InvalidClient => 401,
+            OAuthError::PayloadTooLarge => 413,
+            OAuthError::MethodNotAllowed(_) => 405,
+            OAuthError::TooManyRequests { .. } => 429,
+            OAuthError::ServerError => 500,
+            _ => 400,
+        }
+    }
+
+    fn description(&self) -> Option<String> {
+        match self {
+            OAuthError::InvalidRequest(d)
+            | OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::InvalidScope(d) => Some(d.clone()),
+            OAuthError::InvalidClient => Some("client authentication failed".into()),
+            OAuthError::UnsupportedGrantType => {
+                Some("grant_type must be client_credentials, password or refresh_token".into())
+            }
+            OAuthError::PayloadTooLarge => Some("request body too large".into()),
+            OAuthError::MethodNotAllowed(m) => Some(format!("use {m}")),
+            OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later".into()),
+            OAuthError::ServerError => None,
+        }
+    }
+
+    /// The HTTP answer: JSON `{"error", "error_description"}`, never cached.
+    pub fn reply(&self) -> Reply {
+        let mut body = serde_json::json!({ "error": self.code() });
+        if let Some(d) = self.description() {
+            body["error_description"] = d.into();
+        }
+        let reply = Reply::json_no_store(self.status(), body.to_string());
+        match self {
+            OAuthError::InvalidClient => reply.with_header("WWW-Authenticate", "Basic realm=\"tokengate\""),
+            OAuthError::MethodNotAllowed(m) => reply.with_header("Allow", *m),
+            OAuthError::TooManyRequests { retry_after_secs } => {
+                reply.with_header("Retry-After", retry_after_secs.to_string())
+            }
+            _ => reply,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_is_401_with_basic_challenge() {
+        let r = OAuthError::InvalidClient.reply();
+        assert_eq!(r.status, 401);
+        assert!(r.headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
+        assert!(r.headers.iter().any(|(k, v)| *k == "Cache-Control" && v == "no-store"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"], "invalid_client");
+    }
+
+    #[test]
+    fn other_errors_are_400_json() {
+        for e in [
+            OAuthError::InvalidRequest("x".into()),
+            OAuthError::InvalidGrant("x".into()),
+            OAuthError::UnauthorizedClient("x".into()),
+            OAuthError::UnsupportedGrantType,
+            OAuthError::InvalidScope("x".into()),
+        ] {
+            let r = e.reply();
+            assert_eq!(r.status, 400);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"], e.code());
+        }
+    }
+}

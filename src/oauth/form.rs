@@ -1,0 +1,107 @@
+//! `application/x-www-form-urlencoded` request bodies of the OAuth endpoints.
+
+use std::collections::HashMap;
+
+use super::errors::OAuthError;
+
+/// Largest body the OAuth endpoints read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_PARAMS: usize = 32;
+const MAX_VALUE_BYTES: usize = 16 * 1024;
+
+/// Parsed parameters. Each name appears once (RFC 6749 section 3.2); empty values count as
+/// omitted (section 3.1).
+#[derive(Debug, Default)]
+pub struct Form {
+    params: HashMap<String, String>,
+}
+
+impl Form {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// A parameter that must be present.
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| OAuthError::InvalidRequest(format!("missing parameter {name}")))
+    }
+}
+
+/// Checks the request's `Content-Type` names a form body.
+pub fn check_content_type(content_type: Option<&[u8]>) -> Result<(), OAuthError> {
+    let ok = content_type
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(OAuthError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded".into()))
+    }
+}
+
+/// Parses a form body, refusing repeated parameters, non-UTF-8 text and oversized input.
+pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(OAuthError::PayloadTooLarge);
+    }
+    let mut params = HashMap::new();
+    let mut count = 0;
+    for (name, value) in form_urlencoded::parse(body) {
+        count += 1;
+        if count > MAX_PARAMS {
+            return Err(OAuthError::InvalidRequest("too many parameters".into()));
+        }
+        if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+            return Err(OAuthError::InvalidRequest("parameters must be UTF-8".into()));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(OAuthError::InvalidRequest(format!("parameter {name} is too long")));
+        }
+        if params.contains_key(name.as_ref()) {
+            return Err(OAuthError::InvalidRequest(format!("parameter {name} is repeated")));
+        }
+        params.insert(name.into_owned(), value.into_owned());
+    }
+    params.retain(|_, v| !v.is_empty());
+    Ok(Form { params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_decodes() {
+        let f = parse(b"grant_type=client_credentials&scope=a+b%3Ac").unwrap();
+        assert_eq!(f.get("grant_type"), Some("client_credentials"));
+        assert_eq!(f.get("scope"), Some("a b:c"));
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert!(matches!(parse(b"scope=a&scope=b"), Err(OAuthError::InvalidRequest(_))));
+        assert!(matches!(parse(b"scope=&scope="), Err(OAuthError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn empty_values_are_omitted() {
+        let f = parse(b"scope=&grant_type=password").unwrap();
+        assert_eq!(f.get("scope"), None);
+        assert!(f.require("scope").is_err());
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_bodies_are_refused() {
+        assert_eq!(parse(&vec![b'a'; MAX_BODY_BYTES + 1]).unwrap_err(), OAuthError::PayloadTooLarge);
+        assert!(parse(b"a=%FF").is_err());
+    }
+
+    #[test]
+    fn content_type_must_be_a_form() {
+        assert!(check_content_type(Some(b"application/x-www-form-urlencoded; charset=UTF-8")).is_ok());
+        assert!(check_content_type(Some(b"Application/X-WWW-Form-Urlencoded")).is_ok());
+        assert!(check_content_type(Some(b"application/json")).is_err());
+        assert!(check_content_type(None).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! `POST /oauth2/token` (RFC 6749 sections 4.3, 4.4, 6): authenticate the client, check the grant
+//! and scope, then hand over to the token engine. Knows nothing of pingora.
+
+use super::client_auth;
+use super::errors::OAuthError;
+use super::form::{self, Form};
+use super::grant_type::GrantType;
+use super::passwords;
+use crate::config::model::Client;
+use crate::reply::Reply;
+use crate::state::AppState;
+use crate::tokens::key::ScopeSet;
+use crate::tokens::service::{IssueParams, Issued, ServiceError};
+
+/// Longest username accepted.
+pub const MAX_USERNAME_BYTES: usize = 256;
+/// Longest password accepted (argon2 work grows with it).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest `scope` parameter accepted.
+pub const MAX_SCOPE_BYTES: usize = 4096;
+
+/// The parts of an HTTP request an OAuth endpoint reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointRequest<'a> {
+    pub authorization: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
+    pub body: &'a [u8],
+}
+
+/// Parses the form and authenticates the client; shared by token, revoke and introspect.
+pub fn authenticate<'c>(
+    config: &'c crate::config::Config,
+    req: &EndpointRequest<'_>,
+) -> Result<(Form, &'c std::sync::Arc<Client>), OAuthError> {
+    form::check_content_type(req.content_type)?;
+    let form = form::parse(req.body)?;
+    let creds = client_auth::credentials(req.authorization, &form)?;
+    let client = client_auth::verify(config, &creds)?;
+    Ok((form, client))
+}
+
+/// Handles a token request; the answer is success JSON or an RFC 6749 section 5.2 error.
+pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued, OAuthError> {
+    let live = state.live();
+    let config = &live.config;
+    let (form, client) = authenticate(config, &req)?;
+    let grant = GrantType::parse(form.require("grant_type")?).ok_or(OAuthError::UnsupportedGrantType)?;
+    if !client.grant_types.contains(grant) {
+        return Err(OAuthError::UnauthorizedClient(format!("this client may not use the {grant} grant")));
+    }
+    let oauth = &config.oauth;
+    let mut params = IssueParams {
+        client_id: &client.id,
+        format: client.token_format,
+        grant,
+        subject: "",
+        scope: ScopeSet::default(),
+        policy: *oauth.policy(client.token_format),
+        access_ttl_secs: oauth.access_token_ttl_secs,
+        refresh_ttl_secs: None,
+        issuer: &oauth.issuer,
+    };
+    let result = match grant {
+        GrantType::ClientCredentials => {
+            params.scope = requested_scope(&form, client)?;
+            if client.refresh_tokens_for_client_credentials {
+                params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
+            }
+            state.tokens.issue(params).await
+        }
+        GrantType::Password => {
+            let username = form.require("username")?;
+            let password = form.require("password")?;
+            if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+                return Err(OAuthError::InvalidRequest("username or password too long".into()));
+            }
+            params.scope = requested_scope(&form, client)?;
+            verify_user(state, config, username, password).await?;
+            params.subject = username;
+            if client.grant_types.contains(GrantType::RefreshToken) {
+                params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
+            }
+            state.tokens.issue(params).await
+        }
+        GrantType::RefreshToken => {
+            let refresh_token = form.require("refresh_token")?;
+            let scope = form.get("scope").map(parse_scope).transpose()?;
+            params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
+            state.tokens.refresh(refresh_token, scope.as_ref(), params).await
+        }
+    };
+    result.map_err(service_error)
+}
+
+/// The success answer of RFC 6749 section 5.1.
+pub fn success(issued: &Issued) -> Reply {
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    });
+    if let Some(rt) = &issued.refresh_token {
+        body["refresh_token"] = rt.as_str().into();
+    }
+    Reply::json_no_store(200, body.to_string())
+}
+
+/// Maps engine failures onto protocol errors (store and signing failures are logged here).
+pub fn service_error(e: ServiceError) -> OAuthError {
+    match e {
+        ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
+        ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
+        ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
+        ServiceError::Store(_) | ServiceError::Sign(_) => {
+            log::error!("token request failed: {e}");
+            OAuthError::ServerError
+        }
+    }
+}
+
+fn parse_scope(text: &str) -> Result<ScopeSet, OAuthError> {
+    if text.len() > MAX_SCOPE_BYTES {
+        return Err(OAuthError::InvalidRequest("scope too long".into()));
+    }
+    ScopeSet::parse(text).map_err(|e| OAuthError::InvalidScope(e.to_string()))
+}
+
+/// The requested scope (all of the client's scopes when absent), checked against the client.
+fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, OAuthError> {
+    match form.get("scope") {
+        None => Ok(client.scopes.clone()),
+        Some(text) => {
+            let scope = parse_scope(text)?;
+            if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
+                return Err(OAuthError::InvalidScope(format!("scope {s:?} is not allowed for this client")));
+            }
+            Ok(scope)
+        }
+    }
+}
+
+/// Checks a resource owner's password off the async threads; unknown users cost the same.
+async fn verify_user(
+    state: &AppState,
+    config: &crate::config::Config,
+    username: &str,
+    password: &str,
+) -> Result<(), OAuthError> {
+    let (known, hash) = match config.users.get(username) {
+        Some(u) => (true, u.password_hash.clone()),
+        None => (false, state.dummy_password_hash.clone()),
+    };
+    let password = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || passwords::verify_password(&password, &hash))
+        .await
+        .map_err(|_| OAuthError::ServerError)?;
+    if known && ok {
+        Ok(())
+    } else {
+        Err(OAuthError::InvalidGrant("invalid resource owner credentials".into()))
+    }
+}

@@ -1,0 +1,3 @@
+//! Background services run by the pingora server next to the proxy.
+
+pub mod sweeper;

@@ -1,0 +1,37 @@
+//! Background sweeper: drops expired tokens from the index and dead rows from the store, so
+//! memory and disk track live tokens only. Stops with the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::tokens::service::TokenService;
+
+pub struct Sweeper {
+    pub tokens: Arc<TokenService>,
+    pub interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Sweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => match self.tokens.sweep().await {
+                    Ok(r) if r.expired_access + r.expired_refresh > 0 || r.purged_rows > 0 => log::debug!(
+                        "sweep: {} access and {} refresh tokens expired, {} rows purged",
+                        r.expired_access, r.expired_refresh, r.purged_rows
+                    ),
+                    Ok(_) => {}
+                    Err(e) => log::warn!("sweep failed: {e}"),
+                },
+            }
+        }
+    }
+}

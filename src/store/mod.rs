@@ -1,0 +1,79 @@
+//! Durable token storage behind a small trait, so the embedded SQLite store and a shared
+//! database for cluster mode are interchangeable. The request path never reads it: the index is
+//! loaded from it at start, and every change is written to it before the answer is sent.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::tokens::record::{FamilyId, TokenId, TokenState};
+
+/// One access token as stored: no token text, only its id (see [`TokenId`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessRow {
+    pub id: TokenId,
+    pub client_id: String,
+    pub subject: String,
+    /// Canonical scope string.
+    pub scope: String,
+    /// `jwt` or `opaque`.
+    pub format: String,
+    pub grant: String,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub state: TokenState,
+    pub family: Option<FamilyId>,
+    pub refresh_id: Option<TokenId>,
+}
+
+/// One refresh token as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshRow {
+    pub id: TokenId,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub family: FamilyId,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub access_id: TokenId,
+    pub state: TokenState,
+}
+
+/// One change; a batch of them is committed atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    InsertAccess(AccessRow),
+    InsertRefresh(RefreshRow),
+    SetAccessState(TokenId, TokenState),
+    SetRefreshState(TokenId, TokenState),
+}
+
+/// What is loaded into the index at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Active, unexpired access tokens.
+    pub access: Vec<AccessRow>,
+    /// Unexpired refresh tokens that are active or spent (spent ones detect reuse).
+    pub refresh: Vec<RefreshRow>,
+}
+
+/// A store failure. The request that caused it gets a 500 `server_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(String),
+    #[error("store writer has stopped")]
+    Closed,
+}
+
+/// A durable token store.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Applies `ops` atomically; returns once they are durable.
+    async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), StoreError>;
+    /// Reads what the index must hold at start.
+    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError>;
+    /// Deletes tokens that can never be valid again; returns how many rows went.
+    async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
+}

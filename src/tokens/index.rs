@@ -1,0 +1,141 @@
+//! The in-memory index of live tokens: the only thing the request path consults.
+//!
+//! - `access` / `refresh`: id -> record, for validation (one DashMap lookup).
+//! - `keys`: token key -> that key's live tokens behind an async mutex. Issuing, refreshing and
+//!   revoking take the key's mutex for "look, decide, write, publish", so the single-mode
+//!   invariants hold under concurrency while different keys never wait on each other.
+//!   No DashMap guard is ever held across an `.await`: callers clone the `Arc` out first.
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+
+use super::key::TokenKey;
+use super::record::{AccessRecord, RefreshRecord, TokenId};
+
+/// Ids are uniformly random (opaque ids, SHA-256 outputs, and only ids that passed their HMAC
+/// check are looked up), so their first 8 bytes are already a good hash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+type IdMap<V> = DashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
+
+/// The live tokens of one key, in issue order (oldest first).
+#[derive(Debug, Default)]
+pub struct KeyState {
+    pub active: Vec<Arc<AccessRecord>>,
+    /// Refresh tokens of the key that can still be used (not spent, revoked or expired).
+    pub refresh: Vec<Arc<RefreshRecord>>,
+}
+
+impl KeyState {
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.refresh.is_empty()
+    }
+}
+
+/// The index itself.
+#[derive(Default)]
+pub struct TokenIndex {
+    access: IdMap<Arc<AccessRecord>>,
+    refresh: IdMap<Arc<RefreshRecord>>,
+    keys: DashMap<Arc<TokenKey>, Arc<Mutex<KeyState>>>,
+}
+
+impl TokenIndex {
+    pub fn new() -> TokenIndex {
+        TokenIndex::default()
+    }
+
+    /// The access token with this id, if the index holds it.
+    pub fn access(&self, id: &TokenId) -> Option<Arc<AccessRecord>> {
+        self.access.get(id).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Runs `f` on the access record without cloning its `Arc` (the hot validation path).
+    pub fn with_access<R>(&self, id: &TokenId, f: impl FnOnce(Option<&AccessRecord>) -> R) -> R {
+        match self.access.get(id) {
+            Some(r) => f(Some(r.value())),
+            None => f(None),
+        }
+    }
+
+    pub fn refresh(&self, id: &TokenId) -> Option<Arc<RefreshRecord>> {
+        self.refresh.get(id).map(|r| Arc::clone(r.value()))
+    }
+
+    pub fn insert_access(&self, rec: Arc<AccessRecord>) {
+        self.access.insert(rec.id, rec);
+    }
+
+    pub fn insert_refresh(&self, rec: Arc<RefreshRecord>) {
+        self.refresh.insert(rec.id, rec);
+    }
+
+    pub fn remove_access(&self, id: &TokenId) {
+        self.access.remove(id);
+    }
+
+    pub fn remove_refresh(&self, id: &TokenId) {
+        self.refresh.remove(id);
+    }
+
+    /// The mutex-guarded state of `key`, created empty on first use.
+    pub fn key_slot(&self, key: &Arc<TokenKey>) -> Arc<Mutex<KeyState>> {
+        if let Some(slot) = self.keys.get(key.as_ref()) {
+            return Arc::clone(slot.value());
+        }
+        Arc::clone(self.keys.entry(Arc::clone(key)).or_default().value())
+    }
+
+    /// Number of access tokens in the index.
+    pub fn access_len(&self) -> usize {
+        self.access.len()
+    }
+
+    pub fn refresh_len(&self) -> usize {
+        self.refresh.len()
+    }
+
+    pub fn key_len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Snapshot of the access records (for the sweeper).
+    pub fn access_records(&self) -> Vec<Arc<AccessRecord>> {
+        self.access.iter().map(|r| Arc::clone(r.value())).collect()
+    }
+
+    pub fn refresh_records(&self) -> Vec<Arc<RefreshRecord>> {
+        self.refresh.iter().map(|r| Arc::clone(r.value())).collect()
+    }
+
+    /// The keys that currently have a slot.
+    pub fn keys(&self) -> Vec<Arc<TokenKey>> {
+        self.keys.iter().map(|e| Arc::clone(e.key())).collect()
+    }
+
+    /// Drops the slot of `key` if it is empty and nobody else holds it. Safe against a
+    /// concurrent `key_slot`: that clones the `Arc` under the shard lock this check also holds.
+    pub fn drop_key_if_idle(&self, key: &TokenKey) {
+        self.keys.remove_if(key, |_, slot| {
+            Arc::strong_count(slot) == 1 && slot.try_lock().map(|s| s.is_empty()).unwrap_or(false)
+        });
+    }
+}

@@ -1,0 +1,118 @@
+//! The token identity: which tokens count as "the same token" for the renewal policy.
+//!
+//! `key = (client_id, subject, scope set)` (renewal.md section 1). The scope set is de-duplicated
+//! and sorted, so `"b a"` and `"a b a"` are one key; the token format is not part of the key.
+
+use std::fmt;
+
+/// A set of scope tokens, kept sorted and de-duplicated (case-sensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ScopeSet(Vec<String>);
+
+/// A scope string that is not a valid RFC 6749 section 3.3 scope list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid scope token {0:?}")]
+pub struct BadScope(pub String);
+
+impl ScopeSet {
+    /// Parses a space-delimited `scope` parameter (RFC 6749 section 3.3).
+    pub fn parse(text: &str) -> Result<ScopeSet, BadScope> {
+        ScopeSet::from_tokens(text.split(' ').filter(|s| !s.is_empty()))
+    }
+
+    /// Builds a set from individual tokens, checking each one.
+    pub fn from_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Result<ScopeSet, BadScope> {
+        let mut v = Vec::new();
+        for t in tokens {
+            if !is_scope_token(t) {
+                return Err(BadScope(t.to_string()));
+            }
+            v.push(t.to_string());
+        }
+        v.sort_unstable();
+        v.dedup();
+        Ok(ScopeSet(v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
+    }
+
+    /// Whether every scope of `other` is in `self`.
+    pub fn is_superset(&self, other: &ScopeSet) -> bool {
+        other.iter().all(|s| self.contains(s))
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    /// The canonical form: sorted scopes joined by one space.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// The identity that the renewal policy groups tokens by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    pub client_id: String,
+    /// The resource owner for `password` (and refreshes of it); empty for `client_credentials`.
+    pub subject: String,
+    pub scope: ScopeSet,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_order_and_duplicates_do_not_matter() {
+        let a = ScopeSet::parse("b a").unwrap();
+        let b = ScopeSet::parse("a b a").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "a b");
+        assert_ne!(ScopeSet::parse("a").unwrap(), a);
+    }
+
+    #[test]
+    fn scope_is_case_sensitive_and_empty_is_valid() {
+        assert_ne!(ScopeSet::parse("A").unwrap(), ScopeSet::parse("a").unwrap());
+        assert!(ScopeSet::parse("").unwrap().is_empty());
+        assert!(ScopeSet::parse("  ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_scope_characters_are_refused() {
+        assert!(ScopeSet::parse("a\"b").is_err());
+        assert!(ScopeSet::parse("a\\b").is_err());
+        assert!(ScopeSet::parse("caf\u{e9}").is_err());
+        assert!(ScopeSet::parse("orders:read").is_ok());
+    }
+
+    #[test]
+    fn keys_differ_by_each_part() {
+        let s = ScopeSet::parse("a").unwrap();
+        let k = |c: &str, u: &str| TokenKey { client_id: c.into(), subject: u.into(), scope: s.clone() };
+        assert_ne!(k("c", "alice"), k("c", "bob"));
+        assert_ne!(k("c1", ""), k("c2", ""));
+        assert_eq!(k("c", "alice"), k("c", "alice"));
+    }
+}

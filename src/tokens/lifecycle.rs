@@ -1,0 +1,243 @@
+//! The rest of a token's life: refresh with rotation and reuse detection, revocation (RFC 7009),
+//! restoring the index from the store at start, and sweeping expired tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::format::TokenFormat;
+use super::index::KeyState;
+use super::key::{ScopeSet, TokenKey};
+use super::opaque::OpaqueKind;
+use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenState};
+use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
+use crate::oauth::grant_type::GrantType;
+use crate::store::{Snapshot, StoreError, StoreOp};
+
+/// What a revocation request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// An access token, and the refresh token issued with it.
+    Access,
+    /// A refresh token and its whole family.
+    RefreshFamily,
+    /// Unknown, already revoked or expired: nothing to do (still a 200).
+    Nothing,
+}
+
+/// Counts from one sweep.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SweepReport {
+    pub expired_access: usize,
+    pub expired_refresh: usize,
+    pub purged_rows: u64,
+}
+
+impl TokenService {
+    /// The `refresh_token` grant: rotates the refresh token, retires the access token it came
+    /// with, and issues a new one for the same key. A spent refresh token presented again
+    /// revokes its whole family (OAuth 2.0 Security BCP, refresh token reuse detection).
+    /// `p.scope`, `p.subject` and `p.client_id` are ignored: they come from the refresh token.
+    pub async fn refresh(
+        &self,
+        refresh_text: &str,
+        requested_scope: Option<&ScopeSet>,
+        p: IssueParams<'_>,
+    ) -> Result<Issued, ServiceError> {
+        let invalid = ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked");
+        let rid = self.codec().parse(OpaqueKind::Refresh, refresh_text).ok_or(invalid)?;
+        let rec = self
+            .index()
+            .refresh(&rid)
+            .ok_or(ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked"))?;
+        if rec.key.client_id != p.client_id {
+            return Err(ServiceError::InvalidGrant("the refresh token was issued to another client"));
+        }
+        let slot = self.index().key_slot(&rec.key);
+        let mut st = slot.lock().await;
+        match rec.state.get() {
+            TokenState::Inactive => {
+                let effects = family_effects(&st, &rec.family);
+                self.revoke_fail_closed(&mut st, effects).await?;
+                log::warn!("refresh token reuse by client {:?}: its token family is revoked", p.client_id);
+                return Err(ServiceError::InvalidGrant("the refresh token was already used; its token family is revoked"));
+            }
+            TokenState::Active if rec.expires_at_ms > now_ms() => {}
+            _ => return Err(ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked")),
+        }
+        if let Some(scope) = requested_scope {
+            if scope != &rec.key.scope {
+                return Err(ServiceError::InvalidScope("a refresh must ask for the scope originally granted, or none"));
+            }
+        }
+        let mut effects = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];
+        // Take the old pair out of the key's live set so the policy decides without it; the
+        // issue below commits its retirement together with the new tokens, or we put it back.
+        let old_access = st.active.iter().position(|a| a.id == rec.access_id).map(|i| (i, st.active.remove(i)));
+        let old_refresh = st.refresh.iter().position(|r| r.id == rec.id).map(|i| (i, st.refresh.remove(i)));
+        if let Some((_, a)) = &old_access {
+            effects.push(Effect::Access(Arc::clone(a), TokenState::Inactive));
+        }
+        let key = Arc::clone(&rec.key);
+        let mode = p.policy.mode(GrantType::RefreshToken);
+        let params = IssueParams { grant: GrantType::RefreshToken, ..p };
+        let result = self.issue_locked(&mut st, key, &params, mode, false, Some(rec.family), effects).await;
+        if result.is_err() {
+            if let Some((i, a)) = old_access {
+                let at = i.min(st.active.len());
+                st.active.insert(at, a);
+            }
+            if let Some((i, r)) = old_refresh {
+                let at = i.min(st.refresh.len());
+                st.refresh.insert(at, r);
+            }
+        }
+        result
+    }
+
+    /// RFC 7009 revocation by the owning client. Unknown or dead tokens are not an error.
+    pub async fn revoke(&self, client_id: &str, text: &str) -> Result<Revoked, ServiceError> {
+        if let Some(rec) = self.access_id(text).and_then(|id| self.index().access(&id)) {
+            if rec.key.client_id != client_id {
+                return Err(ServiceError::NotOwner);
+            }
+            let slot = self.index().key_slot(&rec.key);
+            let mut st = slot.lock().await;
+            if rec.state.get() != TokenState::Active {
+                return Ok(Revoked::Nothing);
+            }
+            let mut effects = vec![Effect::Access(Arc::clone(&rec), TokenState::Revoked)];
+            if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
+                effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
+            }
+            self.revoke_fail_closed(&mut st, effects).await?;
+            return Ok(Revoked::Access);
+        }
+        if let Some(rec) = self.codec().parse(OpaqueKind::Refresh, text).and_then(|id| self.index().refresh(&id)) {
+            if rec.key.client_id != client_id {
+                return Err(ServiceError::NotOwner);
+            }
+            let slot = self.index().key_slot(&rec.key);
+            let mut st = slot.lock().await;
+            let effects = family_effects(&st, &rec.family);
+            if effects.is_empty() {
+                return Ok(Revoked::Nothing);
+            }
+            self.revoke_fail_closed(&mut st, effects).await?;
+            return Ok(Revoked::RefreshFamily);
+        }
+        Ok(Revoked::Nothing)
+    }
+
+    /// Applies revocations in memory first, then makes them durable: a store failure still
+    /// leaves the tokens rejected at the gateway.
+    async fn revoke_fail_closed(&self, st: &mut KeyState, effects: Vec<Effect>) -> Result<(), StoreError> {
+        let ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
+        for e in &effects {
+            self.apply(st, e);
+        }
+        self.store().commit(ops).await
+    }
+
+    /// Fills the index from the store (at start). Returns (access, refresh) counts.
+    pub async fn restore(&self) -> Result<(usize, usize), StoreError> {
+        let Snapshot { access, refresh } = self.store().load(now_ms()).await?;
+        let mut keys: HashMap<TokenKey, Arc<TokenKey>> = HashMap::new();
+        let mut intern = |client_id: String, subject: String, scope: &str| -> Option<Arc<TokenKey>> {
+            let scope = ScopeSet::parse(scope).ok()?;
+            let k = TokenKey { client_id, subject, scope };
+            Some(Arc::clone(keys.entry(k.clone()).or_insert_with(|| Arc::new(k))))
+        };
+        let (mut na, mut nr) = (0, 0);
+        for row in refresh {
+            let Some(key) = intern(row.client_id, row.subject, &row.scope) else { continue };
+            let rec = Arc::new(RefreshRecord {
+                id: row.id,
+                key: Arc::clone(&key),
+                family: row.family,
+                issued_at_ms: row.issued_at_ms,
+                expires_at_ms: row.expires_at_ms,
+                access_id: row.access_id,
+                state: AtomicState::new(row.state),
+            });
+            if row.state == TokenState::Active {
+                self.index().key_slot(&key).lock().await.refresh.push(Arc::clone(&rec));
+            }
+            self.index().insert_refresh(rec);
+            nr += 1;
+        }
+        for row in access {
+            let (Some(key), Some(format), Some(grant)) = (
+                intern(row.client_id, row.subject, &row.scope),
+                TokenFormat::parse(&row.format),
+                GrantType::parse(&row.grant),
+            ) else {
+                continue;
+            };
+            let rec = Arc::new(AccessRecord {
+                id: row.id,
+                scope_text: key.scope.to_string(),
+                key: Arc::clone(&key),
+                format,
+                grant,
+                issued_at_ms: row.issued_at_ms,
+                expires_at_ms: row.expires_at_ms,
+                refresh_id: row.refresh_id,
+                family: row.family,
+                state: AtomicState::new(TokenState::Active),
+            });
+            self.index().key_slot(&key).lock().await.active.push(Arc::clone(&rec));
+            self.index().insert_access(rec);
+            na += 1;
+        }
+        Ok((na, nr))
+    }
+
+    /// Drops expired tokens from the index and dead rows from the store.
+    pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
+        let now = now_ms();
+        let mut report = SweepReport::default();
+        for key in self.index().keys() {
+            let slot = self.index().key_slot(&key);
+            {
+                let mut st = slot.lock().await;
+                st.active.retain(|a| {
+                    let live = a.expires_at_ms > now;
+                    if !live {
+                        a.state.set(TokenState::Expired);
+                        self.index().remove_access(&a.id);
+                        report.expired_access += 1;
+                    }
+                    live
+                });
+                st.refresh.retain(|r| r.expires_at_ms > now);
+            }
+            drop(slot);
+            self.index().drop_key_if_idle(&key);
+        }
+        for r in self.index().refresh_records() {
+            if r.expires_at_ms <= now {
+                self.index().remove_refresh(&r.id);
+                report.expired_refresh += 1;
+            }
+        }
+        report.purged_rows = self.store().purge(now).await?;
+        Ok(report)
+    }
+}
+
+/// Revocations for every live token of a refresh family.
+fn family_effects(st: &KeyState, family: &FamilyId) -> Vec<Effect> {
+    let mut effects: Vec<Effect> = st
+        .active
+        .iter()
+        .filter(|a| a.family.as_ref() == Some(family))
+        .map(|a| Effect::Access(Arc::clone(a), TokenState::Revoked))
+        .collect();
+    effects.extend(
+        st.refresh
+            .iter()
+            .filter(|r| &r.family == family)
+            .map(|r| Effect::Refresh(Arc::clone(r), TokenState::Revoked)),
+    );
+    effects
+}

@@ -1,0 +1,11 @@
+//! Tokens: identity ([`key`]), formats, minting ([`opaque`], [`jwt`]), records, the in-memory
+//! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]).
+
+pub mod format;
+pub mod index;
+pub mod jwt;
+pub mod key;
+pub mod lifecycle;
+pub mod opaque;
+pub mod record;
+pub mod service;

@@ -1,0 +1,348 @@
+//! The token engine: issue, refresh and revoke under the key's mutex, durable before answered.
+//!
+//! Protocol for every change: take the key's mutex, decide (see [`crate::oauth::policy`]), build
+//! the new records and the store operations, commit them to the store (group-committed, durable),
+//! then publish to the index and release. A request never fails because of another request for
+//! the same key: it simply waits for the mutex. Explicit revocations are applied in memory even
+//! when the store fails (fail closed); issuance is published only after its commit.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use rand::RngCore;
+
+use super::format::TokenFormat;
+use super::index::{KeyState, TokenIndex};
+use super::jwt::{AccessClaims, JwtSigner, KeyError};
+use super::key::{ScopeSet, TokenKey};
+use super::opaque::{OpaqueCodec, OpaqueKind};
+use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenId, TokenState};
+use crate::oauth::grant_type::GrantType;
+use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, RenewPolicy, Retire};
+use crate::store::{AccessRow, RefreshRow, StoreError, StoreOp, TokenStore};
+
+/// What a token request asks for, after client authentication and scope checks.
+#[derive(Debug, Clone)]
+pub struct IssueParams<'a> {
+    pub client_id: &'a str,
+    pub format: TokenFormat,
+    pub grant: GrantType,
+    /// The resource owner; empty for `client_credentials`.
+    pub subject: &'a str,
+    pub scope: ScopeSet,
+    pub policy: RenewPolicy,
+    pub access_ttl_secs: u64,
+    /// `Some(ttl)` when a refresh token is to be issued with the access token.
+    pub refresh_ttl_secs: Option<u64>,
+    pub issuer: &'a str,
+}
+
+/// How an answer came about (for metrics and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new token, in this mode.
+    New(Mode),
+    /// Opaque single mode handed out the existing token.
+    Reused,
+}
+
+/// Why tokens were revoked (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeCause {
+    Request,
+    Renewal,
+    Cap,
+    RefreshReuse,
+}
+
+/// A successful token answer.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+    pub outcome: Outcome,
+    /// Tokens revoked as a side effect, with why.
+    pub revoked: Vec<RevokeCause>,
+}
+
+/// Failures of the engine; each maps onto one protocol error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sign(#[from] KeyError),
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("{0}")]
+    InvalidScope(&'static str),
+    #[error("the token was not issued to this client")]
+    NotOwner,
+}
+
+/// A state change to a live token, applied to the index once durable.
+pub(super) enum Effect {
+    Access(Arc<AccessRecord>, TokenState),
+    Refresh(Arc<RefreshRecord>, TokenState),
+}
+
+impl Effect {
+    pub(super) fn op(&self) -> StoreOp {
+        match self {
+            Effect::Access(r, s) => StoreOp::SetAccessState(r.id, *s),
+            Effect::Refresh(r, s) => StoreOp::SetRefreshState(r.id, *s),
+        }
+    }
+}
+
+/// The engine. Shared as `Arc<TokenService>` by the endpoints and the sweeper.
+pub struct TokenService {
+    index: Arc<TokenIndex>,
+    store: Arc<dyn TokenStore>,
+    codec: OpaqueCodec,
+    signer: JwtSigner,
+}
+
+fn random_family() -> FamilyId {
+    let mut f = [0u8; 16];
+    rand::rng().fill_bytes(&mut f);
+    f
+}
+
+fn random_jti() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    B64.encode(b)
+}
+
+impl TokenService {
+    pub fn new(index: Arc<TokenIndex>, store: Arc<dyn TokenStore>, codec: OpaqueCodec, signer: JwtSigner) -> Self {
+        TokenService { index, store, codec, signer }
+    }
+
+    pub fn index(&self) -> &Arc<TokenIndex> {
+        &self.index
+    }
+
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
+    pub fn codec(&self) -> &OpaqueCodec {
+        &self.codec
+    }
+
+    pub fn signer(&self) -> &JwtSigner {
+        &self.signer
+    }
+
+    /// The index id of an access token text, if it can be one (opaque tags are checked here).
+    pub fn access_id(&self, text: &str) -> Option<TokenId> {
+        if OpaqueCodec::has_prefix(OpaqueKind::Access, text) {
+            self.codec.parse(OpaqueKind::Access, text)
+        } else if text.bytes().filter(|&b| b == b'.').count() == 2 {
+            Some(TokenId::of_jwt(text))
+        } else {
+            None
+        }
+    }
+
+    /// Answers a `client_credentials` or `password` token request under the renewal policy.
+    pub async fn issue(&self, p: IssueParams<'_>) -> Result<Issued, ServiceError> {
+        let key = Arc::new(TokenKey {
+            client_id: p.client_id.to_string(),
+            subject: p.subject.to_string(),
+            scope: p.scope.clone(),
+        });
+        let slot = self.index.key_slot(&key);
+        let mut st = slot.lock().await;
+        let mode = p.policy.mode(p.grant);
+        self.issue_locked(&mut st, key, &p, mode, true, None, Vec::new()).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn issue_locked(
+        &self,
+        st: &mut KeyState,
+        key: Arc<TokenKey>,
+        p: &IssueParams<'_>,
+        mode: Mode,
+        reuse_allowed: bool,
+        family: Option<FamilyId>,
+        mut effects: Vec<Effect>,
+    ) -> Result<Issued, ServiceError> {
+        let now = now_ms();
+        let decision = if mode == Mode::Multi && p.policy.max_active_tokens == 0 {
+            // Same answer `decide` gives, without an O(active) walk per request: expired tokens
+            // need no retiring here, the sweeper drops them.
+            Decision::Issue { retire: Vec::new() }
+        } else {
+            let views: Vec<ActiveToken> = st
+                .active
+                .iter()
+                .map(|r| ActiveToken { issued_at_ms: r.issued_at_ms, expires_at_ms: r.expires_at_ms })
+                .collect();
+            decide(p.format, mode, reuse_allowed, p.policy.max_active_tokens, &views, now)
+        };
+        let retire = match decision {
+            Decision::Reuse { index, expires_in_secs } => {
+                let rec = &st.active[index];
+                let refresh_token = rec
+                    .refresh_id
+                    .and_then(|rid| self.index.refresh(&rid))
+                    .filter(|r| r.state.get() == TokenState::Active && r.expires_at_ms > now)
+                    .map(|r| self.codec.text(OpaqueKind::Refresh, &r.id));
+                return Ok(Issued {
+                    access_token: self.codec.text(OpaqueKind::Access, &rec.id),
+                    expires_in: expires_in_secs,
+                    scope: rec.scope_text.clone(),
+                    refresh_token,
+                    outcome: Outcome::Reused,
+                    revoked: Vec::new(),
+                });
+            }
+            Decision::Issue { retire } => retire,
+        };
+        let mut revoked = Vec::new();
+        for (i, why) in retire {
+            let rec = Arc::clone(&st.active[i]);
+            let (state, cause) = match why {
+                Retire::Expire => (TokenState::Expired, None),
+                Retire::RevokeRenewal => (TokenState::Revoked, Some(RevokeCause::Renewal)),
+                Retire::RevokeCap => (TokenState::Revoked, Some(RevokeCause::Cap)),
+            };
+            if let Some(cause) = cause {
+                revoked.push(cause);
+                // A revoked access token takes its refresh token with it.
+                if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
+                    effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
+                }
+            }
+            effects.push(Effect::Access(rec, state));
+        }
+
+        let iat_s = now / 1000;
+        let scope_text = key.scope.to_string();
+        let (id, access_token) = match p.format {
+            TokenFormat::Opaque => self.codec.mint(OpaqueKind::Access),
+            TokenFormat::Jwt => {
+                let sub = if key.subject.is_empty() { &key.client_id } else { &key.subject };
+                let jti = random_jti();
+                let text = self.signer.sign(&AccessClaims {
+                    iss: p.issuer,
+                    sub,
+                    client_id: &key.client_id,
+                    scope: &scope_text,
+                    iat: iat_s,
+                    exp: iat_s + p.access_ttl_secs,
+                    jti: &jti,
+                })?;
+                (TokenId::of_jwt(&text), text)
+            }
+        };
+        let issued_at_ms = iat_s * 1000;
+        let refresh = p.refresh_ttl_secs.map(|ttl| {
+            let (rid, rtext) = self.codec.mint(OpaqueKind::Refresh);
+            let rec = Arc::new(RefreshRecord {
+                id: rid,
+                key: Arc::clone(&key),
+                family: family.unwrap_or_else(random_family),
+                issued_at_ms,
+                expires_at_ms: issued_at_ms + ttl * 1000,
+                access_id: id,
+                state: AtomicState::new(TokenState::Active),
+            });
+            (rec, rtext)
+        });
+        let access = Arc::new(AccessRecord {
+            id,
+            key: Arc::clone(&key),
+            scope_text: scope_text.clone(),
+            format: p.format,
+            grant: p.grant,
+            issued_at_ms,
+            expires_at_ms: issued_at_ms + p.access_ttl_secs * 1000,
+            refresh_id: refresh.as_ref().map(|(r, _)| r.id),
+            family: refresh.as_ref().map(|(r, _)| r.family),
+            state: AtomicState::new(TokenState::Active),
+        });
+
+        let mut ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
+        ops.push(StoreOp::InsertAccess(access_row(&access)));
+        if let Some((r, _)) = &refresh {
+            ops.push(StoreOp::InsertRefresh(refresh_row(r)));
+        }
+        self.store.commit(ops).await?;
+
+        for e in &effects {
+            self.apply(st, e);
+        }
+        self.index.insert_access(Arc::clone(&access));
+        st.active.push(access);
+        let refresh_token = refresh.map(|(r, text)| {
+            self.index.insert_refresh(Arc::clone(&r));
+            st.refresh.push(r);
+            text
+        });
+        Ok(Issued {
+            access_token,
+            expires_in: p.access_ttl_secs,
+            scope: scope_text,
+            refresh_token,
+            outcome: Outcome::New(mode),
+            revoked,
+        })
+    }
+
+    /// Publishes one state change to the index and the key's state.
+    pub(super) fn apply(&self, st: &mut KeyState, e: &Effect) {
+        match e {
+            Effect::Access(rec, s) => {
+                rec.state.set(*s);
+                st.active.retain(|a| a.id != rec.id);
+                self.index.remove_access(&rec.id);
+            }
+            Effect::Refresh(rec, s) => {
+                rec.state.set(*s);
+                st.refresh.retain(|r| r.id != rec.id);
+                // A spent refresh token stays known until it expires, to detect its reuse.
+                if *s != TokenState::Inactive {
+                    self.index.remove_refresh(&rec.id);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
+    AccessRow {
+        id: r.id,
+        client_id: r.key.client_id.clone(),
+        subject: r.key.subject.clone(),
+        scope: r.scope_text.clone(),
+        format: r.format.as_str().to_string(),
+        grant: r.grant.as_str().to_string(),
+        issued_at_ms: r.issued_at_ms,
+        expires_at_ms: r.expires_at_ms,
+        state: r.state.get(),
+        family: r.family,
+        refresh_id: r.refresh_id,
+    }
+}
+
+pub(crate) fn refresh_row(r: &RefreshRecord) -> RefreshRow {
+    RefreshRow {
+        id: r.id,
+        client_id: r.key.client_id.clone(),
+        subject: r.key.subject.clone(),
+        scope: r.key.scope.to_string(),
+        family: r.family,
+        issued_at_ms: r.issued_at_ms,
+        expires_at_ms: r.expires_at_ms,
+        access_id: r.access_id,
+        state: r.state.get(),
+    }
+}

@@ -64,8 +64,9 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("tokengate=info,warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::HashSecret) => read_secret("client secret: ")
-            .map(|s| println!("{}", tokengate::oauth::client_auth::hash_secret(&s))),
+        Some(Command::HashSecret) => {
+            read_secret("client secret: ").map(|s| println!("{}", tokengate::oauth::client_auth::hash_secret(&s)))
+        }
         Some(Command::HashPassword) => read_secret("password: ")
             .and_then(|p| tokengate::oauth::passwords::hash_password(&p))
             .map(|h| println!("{h}")),
@@ -101,7 +102,9 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let state = rt.block_on(AppState::start(config.clone())).map_err(|e| e.to_string())?;
+    let state = rt
+        .block_on(AppState::start(config.clone()))
+        .map_err(|e| e.to_string())?;
     drop(rt);
 
     let s = &config.server;
@@ -114,7 +117,8 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "tokengate");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "tokengate");
     proxy.add_tcp(&s.listen);
     if let Ok(addr) = s.listen.parse::<SocketAddr>() {
         if !addr.ip().is_loopback() {
@@ -126,7 +130,10 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     server.add_service(proxy);
     server.add_service(background_service(
         "sweeper",
-        Sweeper { tokens: state.tokens.clone(), interval: config.store.sweep_interval },
+        Sweeper {
+            tokens: state.tokens.clone(),
+            interval: config.store.sweep_interval,
+        },
     ));
     log::info!("tokengate listening on {} ({} threads)", s.listen, s.threads);
     server.run_forever()

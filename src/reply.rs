@@ -39,7 +39,11 @@ impl Reply {
 
     /// An empty answer.
     pub fn empty(status: u16) -> Reply {
-        Reply { status, headers: vec![("Cache-Control", "no-store".into())], body: Bytes::new() }
+        Reply {
+            status,
+            headers: vec![("Cache-Control", "no-store".into())],
+            body: Bytes::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {

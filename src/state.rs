@@ -63,11 +63,19 @@ impl AppState {
         let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&config.store.path)?);
         let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
         let (access, refresh) = tokens.restore().await?;
-        log::info!("loaded {access} active access tokens and {refresh} refresh tokens from {}", config.store.path.display());
+        log::info!(
+            "loaded {access} active access tokens and {refresh} refresh tokens from {}",
+            config.store.path.display()
+        );
         let jwks = Bytes::from(tokens.signer().jwks().to_string());
         let dummy_password_hash =
             passwords::hash_password(&hex::encode(rand::random::<[u8; 16]>())).map_err(StartError::Other)?;
-        Ok(Arc::new(AppState { live: ArcSwap::from_pointee(Live::new(config)), tokens, jwks, dummy_password_hash }))
+        Ok(Arc::new(AppState {
+            live: ArcSwap::from_pointee(Live::new(config)),
+            tokens,
+            jwks,
+            dummy_password_hash,
+        }))
     }
 
     /// The config in force now.

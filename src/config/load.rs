@@ -20,10 +20,7 @@ use crate::tokens::key::ScopeSet;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Syntax(String),
     #[error("{key}: {message}")]
@@ -81,15 +78,22 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         .parse::<SocketAddr>()
         .map_err(|e| invalid("server.listen", format!("{listen:?} is not an IP:port address ({e})")))?;
     if let Some(m) = &s.metrics_listen {
-        m.parse::<SocketAddr>()
-            .map_err(|e| invalid("server.metrics_listen", format!("{m:?} is not an IP:port address ({e})")))?;
+        m.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "server.metrics_listen",
+                format!("{m:?} is not an IP:port address ({e})"),
+            )
+        })?;
     }
     let threads = s.threads.unwrap_or(2);
     if !(1..=256).contains(&threads) {
         return Err(invalid("server.threads", "must be between 1 and 256"));
     }
     let tls = match (s.tls_cert, s.tls_key) {
-        (Some(c), Some(k)) => Some(TlsFiles { cert: resolve(base, &c), key: resolve(base, &k) }),
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert: resolve(base, &c),
+            key: resolve(base, &k),
+        }),
         (None, None) => None,
         (Some(_), None) => return Err(invalid("server.tls_key", "tls_cert is set, tls_key is missing")),
         (None, Some(_)) => return Err(invalid("server.tls_cert", "tls_key is set, tls_cert is missing")),
@@ -128,14 +132,21 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     let o = file.oauth;
     let access_ttl = o.access_token_ttl_secs.unwrap_or(3600);
     let refresh_ttl = o.refresh_token_ttl_secs.unwrap_or(86400);
-    for (key, v) in [("oauth.access_token_ttl_secs", access_ttl), ("oauth.refresh_token_ttl_secs", refresh_ttl)] {
+    for (key, v) in [
+        ("oauth.access_token_ttl_secs", access_ttl),
+        ("oauth.refresh_token_ttl_secs", refresh_ttl),
+    ] {
         if v == 0 || v > MAX_TTL_SECS {
             return Err(invalid(key, format!("must be between 1 and {MAX_TTL_SECS}")));
         }
     }
     let alg_name = o.jwt_algorithm.unwrap_or_else(|| "RS256".to_string());
-    let jwt_algorithm = JwtAlgorithm::parse(&alg_name)
-        .ok_or_else(|| invalid("oauth.jwt_algorithm", format!("{alg_name:?} is not one of RS256, ES256, EdDSA")))?;
+    let jwt_algorithm = JwtAlgorithm::parse(&alg_name).ok_or_else(|| {
+        invalid(
+            "oauth.jwt_algorithm",
+            format!("{alg_name:?} is not one of RS256, ES256, EdDSA"),
+        )
+    })?;
     let jwt_signing_key = o
         .jwt_signing_key
         .map(|p| resolve(base, &p))
@@ -146,7 +157,10 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         refresh_token_ttl_secs: refresh_ttl,
         jwt_signing_key,
         jwt_algorithm,
-        server_key: o.server_key.map(|p| resolve(base, &p)).unwrap_or_else(|| data_dir.join("server.key")),
+        server_key: o
+            .server_key
+            .map(|p| resolve(base, &p))
+            .unwrap_or_else(|| data_dir.join("server.key")),
         jwt_policy: renew_policy("oauth.jwt", o.jwt.renew_token_without_revoking_existing)?,
         opaque_policy: renew_policy("oauth.opaque", o.opaque.renew_token_without_revoking_existing)?,
     };
@@ -155,7 +169,10 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     for (i, c) in file.clients.into_iter().enumerate() {
         let client = client(i, c)?;
         if clients.contains_key(&client.id) {
-            return Err(invalid(format!("clients[{i}].id"), format!("duplicate client id {:?}", client.id)));
+            return Err(invalid(
+                format!("clients[{i}].id"),
+                format!("duplicate client id {:?}", client.id),
+            ));
         }
         clients.insert(client.id.clone(), Arc::new(client));
     }
@@ -164,7 +181,10 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     for (i, u) in file.users.into_iter().enumerate() {
         let key = format!("users[{i}]");
         if u.username.is_empty() || u.username.len() > 256 || u.username.chars().any(char::is_control) {
-            return Err(invalid(format!("{key}.username"), "must be 1 to 256 bytes without control characters"));
+            return Err(invalid(
+                format!("{key}.username"),
+                "must be 1 to 256 bytes without control characters",
+            ));
         }
         if !u.password_hash.starts_with("$argon2id$") || argon2::PasswordHash::new(&u.password_hash).is_err() {
             return Err(invalid(
@@ -173,29 +193,42 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
         if users.contains_key(&u.username) {
-            return Err(invalid(format!("{key}.username"), format!("duplicate user {:?}", u.username)));
+            return Err(invalid(
+                format!("{key}.username"),
+                format!("duplicate user {:?}", u.username),
+            ));
         }
-        users.insert(u.username.clone(), User { username: u.username, password_hash: u.password_hash });
+        users.insert(
+            u.username.clone(),
+            User {
+                username: u.username,
+                password_hash: u.password_hash,
+            },
+        );
     }
 
     let mut routes = Vec::new();
     for (i, r) in file.routes.into_iter().enumerate() {
         routes.push(route(i, r)?);
     }
-    let routes = RouteTable::new(routes).map_err(|prefix| {
-        invalid("routes", format!("two routes have the same path_prefix {prefix:?}"))
-    })?;
+    let routes = RouteTable::new(routes)
+        .map_err(|prefix| invalid("routes", format!("two routes have the same path_prefix {prefix:?}")))?;
 
-    Ok(Config { server, store, oauth, clients, users, routes })
+    Ok(Config {
+        server,
+        store,
+        oauth,
+        clients,
+        users,
+        routes,
+    })
 }
 
 fn grant_list(key: &str, names: &[String]) -> Result<GrantSet, ConfigError> {
     let mut set = GrantSet::EMPTY;
     for name in names {
         let grant = GrantType::parse(name).ok_or_else(|| {
-            let mut msg = format!(
-                "unknown grant type {name:?} (known: client_credentials, password, refresh_token)"
-            );
+            let mut msg = format!("unknown grant type {name:?} (known: client_credentials, password, refresh_token)");
             if name.contains(TYPOGRAPHIC_QUOTES) {
                 msg.push_str("; use straight quotes \" instead of typographic ones");
             }
@@ -223,7 +256,10 @@ fn renew_policy(prefix: &str, section: Option<RenewSection>) -> Result<RenewPoli
 fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
     let key = format!("clients[{i}]");
     if c.id.is_empty() || c.id.len() > 256 || c.id.chars().any(|ch| ch.is_control()) {
-        return Err(invalid(format!("{key}.id"), "must be 1 to 256 bytes without control characters"));
+        return Err(invalid(
+            format!("{key}.id"),
+            "must be 1 to 256 bytes without control characters",
+        ));
     }
     let mut secret_sha256 = [0u8; 32];
     hex::decode_to_slice(c.secret_sha256.trim(), &mut secret_sha256).map_err(|_| {
@@ -233,8 +269,12 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
         )
     })?;
     let format_name = c.token_type.as_deref().unwrap_or("jwt");
-    let token_format = TokenFormat::parse(format_name)
-        .ok_or_else(|| invalid(format!("{key}.token_type"), format!("{format_name:?} is not \"jwt\" or \"opaque\"")))?;
+    let token_format = TokenFormat::parse(format_name).ok_or_else(|| {
+        invalid(
+            format!("{key}.token_type"),
+            format!("{format_name:?} is not \"jwt\" or \"opaque\""),
+        )
+    })?;
     let grant_types = grant_list(&format!("{key}.grant_types"), &c.grant_types)?;
     if grant_types == GrantSet::EMPTY {
         return Err(invalid(format!("{key}.grant_types"), "lists no grant type"));
@@ -268,12 +308,25 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| invalid(format!("{key}.upstream"), format!("{:?} is not a reachable host:port", r.upstream)))?;
+        .ok_or_else(|| {
+            invalid(
+                format!("{key}.upstream"),
+                format!("{:?} is not a reachable host:port", r.upstream),
+            )
+        })?;
     let scopes = ScopeSet::from_tokens(r.scopes.iter().map(String::as_str))
         .map_err(|e| invalid(format!("{key}.scopes"), e.to_string()))?;
     let auth = r.auth.unwrap_or(true);
     if !auth && !scopes.is_empty() {
-        return Err(invalid(format!("{key}.scopes"), "a public route (auth = false) cannot require scopes"));
+        return Err(invalid(
+            format!("{key}.scopes"),
+            "a public route (auth = false) cannot require scopes",
+        ));
     }
-    Ok(Route { path_prefix: r.path_prefix, upstream, scopes, auth })
+    Ok(Route {
+        path_prefix: r.path_prefix,
+        upstream,
+        scopes,
+        auth,
+    })
 }

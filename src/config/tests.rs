@@ -52,7 +52,10 @@ fn section_without_enable_means_disabled_and_given_list_replaces_default() {
     ))
     .unwrap();
     assert!(!c.oauth.jwt_policy.enable);
-    assert_eq!(c.oauth.jwt_policy.allowed_grant_types, GrantSet::of(&[GrantType::Password]));
+    assert_eq!(
+        c.oauth.jwt_policy.allowed_grant_types,
+        GrantSet::of(&[GrantType::Password])
+    );
 }
 
 #[test]
@@ -60,13 +63,18 @@ fn unknown_grant_type_names_the_key() {
     let e = err(&format!(
         "[oauth.opaque.renew_token_without_revoking_existing]\nenable = true\nallowed_grant_types = [\"implicit\"]\n{CLIENT}"
     ));
-    assert!(e.contains("oauth.opaque.renew_token_without_revoking_existing.allowed_grant_types"), "{e}");
+    assert!(
+        e.contains("oauth.opaque.renew_token_without_revoking_existing.allowed_grant_types"),
+        "{e}"
+    );
     assert!(e.contains("implicit"), "{e}");
 }
 
 #[test]
 fn unknown_key_is_named() {
-    let e = err(&format!("[oauth.jwt.renew_token_without_revoking_existing]\nenabled = true\n{CLIENT}"));
+    let e = err(&format!(
+        "[oauth.jwt.renew_token_without_revoking_existing]\nenabled = true\n{CLIENT}"
+    ));
     assert!(e.contains("enabled"), "{e}");
 }
 
@@ -85,10 +93,22 @@ fn bad_values_are_refused_with_their_key() {
         ("[server]\nthreads = 0", "server.threads"),
         ("[oauth]\njwt_algorithm = \"HS256\"", "oauth.jwt_algorithm"),
         ("[oauth]\naccess_token_ttl_secs = 0", "oauth.access_token_ttl_secs"),
-        ("[[routes]]\npath_prefix = \"api\"\nupstream = \"127.0.0.1:1\"", "routes[0].path_prefix"),
-        ("[[routes]]\npath_prefix = \"/a\"\nupstream = \"nohost\"", "routes[0].upstream"),
-        ("[[routes]]\npath_prefix = \"/a\"\nupstream = \"127.0.0.1:1\"\nauth = false\nscopes = [\"x\"]", "routes[0].scopes"),
-        ("[[users]]\nusername = \"u\"\npassword_hash = \"plain\"", "users[0].password_hash"),
+        (
+            "[[routes]]\npath_prefix = \"api\"\nupstream = \"127.0.0.1:1\"",
+            "routes[0].path_prefix",
+        ),
+        (
+            "[[routes]]\npath_prefix = \"/a\"\nupstream = \"nohost\"",
+            "routes[0].upstream",
+        ),
+        (
+            "[[routes]]\npath_prefix = \"/a\"\nupstream = \"127.0.0.1:1\"\nauth = false\nscopes = [\"x\"]",
+            "routes[0].scopes",
+        ),
+        (
+            "[[users]]\nusername = \"u\"\npassword_hash = \"plain\"",
+            "users[0].password_hash",
+        ),
         ("[store]\nurl = \"postgres://x\"", "store.url"),
     ];
     for (text, key) in cases {

@@ -88,7 +88,9 @@ pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
         return Err(BearerError::Malformed("bearer token too long"));
     }
     if !is_b64token(token) {
-        return Err(BearerError::Malformed("one bearer token of b64token characters expected"));
+        return Err(BearerError::Malformed(
+            "one bearer token of b64token characters expected",
+        ));
     }
     // Checked ASCII just above.
     std::str::from_utf8(token).map_err(|_| BearerError::Malformed("bearer token must be ASCII"))
@@ -128,7 +130,14 @@ mod tests {
 
     #[test]
     fn malformed_bearer_headers_are_400() {
-        for h in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer =", b"Bearer a\"b", b"Bearer \xff"] {
+        for h in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer =",
+            b"Bearer a\"b",
+            b"Bearer \xff",
+        ] {
             assert!(matches!(extract(Some(h)), Err(BearerError::Malformed(_))), "{h:?}");
         }
         let long = [b"Bearer ".as_slice(), &vec![b'a'; MAX_BEARER_BYTES + 1]].concat();
@@ -141,7 +150,10 @@ mod tests {
         assert_eq!(BearerError::Malformed("x").reply().status, 400);
         let r = BearerError::Invalid.reply();
         assert_eq!(r.status, 401);
-        assert!(r.headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.contains("invalid_token")));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "WWW-Authenticate" && v.contains("invalid_token")));
         assert_eq!(BearerError::InsufficientScope("a".into()).reply().status, 403);
     }
 }

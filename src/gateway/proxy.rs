@@ -15,8 +15,8 @@ use super::bearer;
 use super::routes::Route;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
-use crate::oauth::{endpoints, token_endpoint};
 use crate::oauth::token_endpoint::EndpointRequest;
+use crate::oauth::{endpoints, token_endpoint};
 use crate::reply::Reply;
 use crate::state::AppState;
 use crate::tokens::record::{now_ms, AccessRecord};
@@ -136,7 +136,10 @@ impl Gateway {
                             Ok(issued) => token_endpoint::success(&issued),
                             Err(e) => e.reply(),
                         },
-                        Endpoint::Revoke => endpoints::revoke(state, req).await.map(|(r, _)| r).unwrap_or_else(|e| e.reply()),
+                        Endpoint::Revoke => endpoints::revoke(state, req)
+                            .await
+                            .map(|(r, _)| r)
+                            .unwrap_or_else(|e| e.reply()),
                         _ => endpoints::introspect(state, req).await.unwrap_or_else(|e| e.reply()),
                     }
                 }
@@ -174,10 +177,16 @@ impl ProxyHttp for Gateway {
         }
         let live = self.state.live_guard();
         let Some(route) = live.config.routes.find(session.req_header().uri.path()) else {
-            return self.refuse(session, Reply::json_no_store(404, r#"{"error":"not_found"}"#)).await;
+            return self
+                .refuse(session, Reply::json_no_store(404, r#"{"error":"not_found"}"#))
+                .await;
         };
         if route.auth {
-            let header = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+            let header = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
             match bearer::authorize(&self.state.tokens, &live.config, route, header, now_ms()) {
                 Ok(rec) => ctx.identity = Some(rec),
                 Err(e) => return self.refuse(session, e.reply()).await,
@@ -188,10 +197,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request reached upstream_peer without a route"))?;
+        let route = ctx.route.as_ref().ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "request reached upstream_peer without a route",
+            )
+        })?;
         Ok(Box::new(HttpPeer::new(route.upstream, false, String::new())))
     }
 
@@ -219,7 +230,11 @@ impl ProxyHttp for Gateway {
         if self.state.live_guard().config.server.access_log {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             // The path only: a query string may carry credentials.
-            log::info!("{} {} {status}", session.req_header().method, session.req_header().uri.path());
+            log::info!(
+                "{} {} {status}",
+                session.req_header().method,
+                session.req_header().uri.path()
+            );
         }
         if let Some(e) = e {
             log::warn!("request failed: {e}");

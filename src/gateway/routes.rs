@@ -36,13 +36,20 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table; a duplicated prefix is returned as the error.
     pub fn new(mut routes: Vec<Route>) -> Result<RouteTable, String> {
-        routes.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()).then(a.path_prefix.cmp(&b.path_prefix)));
+        routes.sort_by(|a, b| {
+            b.path_prefix
+                .len()
+                .cmp(&a.path_prefix.len())
+                .then(a.path_prefix.cmp(&b.path_prefix))
+        });
         for pair in routes.windows(2) {
             if pair[0].path_prefix == pair[1].path_prefix {
                 return Err(pair[0].path_prefix.clone());
             }
         }
-        Ok(RouteTable { routes: routes.into_iter().map(Arc::new).collect() })
+        Ok(RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        })
     }
 
     /// The route with the longest prefix matching `path`.

@@ -41,7 +41,9 @@ fn form_decode(part: &str) -> Result<String, OAuthError> {
 /// Parses an `Authorization: Basic ...` header value.
 pub fn parse_basic(header: &[u8]) -> Result<Credentials, OAuthError> {
     let text = std::str::from_utf8(header).map_err(|_| bad("Authorization header must be ASCII"))?;
-    let (scheme, rest) = text.split_once(' ').ok_or_else(|| bad("malformed Authorization header"))?;
+    let (scheme, rest) = text
+        .split_once(' ')
+        .ok_or_else(|| bad("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad("client authentication must use the Basic scheme"));
     }
@@ -49,10 +51,17 @@ pub fn parse_basic(header: &[u8]) -> Result<Credentials, OAuthError> {
     if rest.len() > 4 * MAX_CREDENTIAL_BYTES {
         return Err(bad("Basic credentials too long"));
     }
-    let decoded = STANDARD.decode(rest).map_err(|_| bad("Basic credentials are not valid Base64"))?;
+    let decoded = STANDARD
+        .decode(rest)
+        .map_err(|_| bad("Basic credentials are not valid Base64"))?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad("Basic credentials must be UTF-8"))?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(|| bad("Basic credentials need client_id:secret"))?;
-    Ok(Credentials { client_id: form_decode(id)?, secret: form_decode(secret)? })
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| bad("Basic credentials need client_id:secret"))?;
+    Ok(Credentials {
+        client_id: form_decode(id)?,
+        secret: form_decode(secret)?,
+    })
 }
 
 /// Finds the credentials of a request, refusing more than one method.
@@ -61,7 +70,9 @@ pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Credenti
     let creds = match authorization {
         Some(h) => {
             if in_form {
-                return Err(bad("use one client authentication method, not Basic and the form together"));
+                return Err(bad(
+                    "use one client authentication method, not Basic and the form together",
+                ));
             }
             let c = parse_basic(h)?;
             if form.get("client_id").is_some_and(|id| id != c.client_id) {
@@ -70,7 +81,10 @@ pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Credenti
             c
         }
         None => match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => Credentials { client_id: id.into(), secret: secret.into() },
+            (Some(id), Some(secret)) => Credentials {
+                client_id: id.into(),
+                secret: secret.into(),
+            },
             _ => return Err(OAuthError::InvalidClient),
         },
     };
@@ -110,13 +124,25 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_decoded() {
         let c = parse_basic(&basic("my%3Aapp:s%2Bc+ret")).unwrap();
-        assert_eq!(c, Credentials { client_id: "my:app".into(), secret: "s+c ret".into() });
+        assert_eq!(
+            c,
+            Credentials {
+                client_id: "my:app".into(),
+                secret: "s+c ret".into()
+            }
+        );
         assert!(parse_basic(b"basic Zm9vOmJhcg==").is_ok(), "scheme is case-insensitive");
     }
 
     #[test]
     fn malformed_basic_is_invalid_request() {
-        for h in [&b"Basic"[..], b"Basic !!!", b"Bearer abc", b"Basic Zm9v", b"Basic \xff\xfe"] {
+        for h in [
+            &b"Basic"[..],
+            b"Basic !!!",
+            b"Bearer abc",
+            b"Basic Zm9v",
+            b"Basic \xff\xfe",
+        ] {
             assert!(matches!(parse_basic(h), Err(OAuthError::InvalidRequest(_))), "{h:?}");
         }
         assert!(parse_basic(&basic("\u{0}:\u{0}")).is_ok());
@@ -125,13 +151,19 @@ mod tests {
     #[test]
     fn two_methods_at_once_are_refused() {
         let form = crate::oauth::form::parse(b"client_id=a&client_secret=b").unwrap();
-        assert!(matches!(credentials(Some(&basic("a:b")), &form), Err(OAuthError::InvalidRequest(_))));
+        assert!(matches!(
+            credentials(Some(&basic("a:b")), &form),
+            Err(OAuthError::InvalidRequest(_))
+        ));
         let form = crate::oauth::form::parse(b"client_id=a").unwrap();
         assert_eq!(credentials(None, &form).unwrap_err(), OAuthError::InvalidClient);
     }
 
     #[test]
     fn hash_secret_is_hex_sha256() {
-        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

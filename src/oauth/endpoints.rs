@@ -11,7 +11,7 @@ use crate::tokens::record::{now_ms, TokenState};
 /// Longest `token` parameter accepted.
 pub const MAX_TOKEN_BYTES: usize = 8192;
 
-fn token_param<'f>(form: &'f super::form::Form) -> Result<&'f str, OAuthError> {
+fn token_param(form: &super::form::Form) -> Result<&str, OAuthError> {
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_BYTES {
         return Err(OAuthError::InvalidRequest("token too long".into()));
@@ -41,7 +41,11 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
         if !rec.is_valid_at(now) || !config.clients.contains_key(&rec.key.client_id) {
             return Ok(inactive());
         }
-        let sub = if rec.key.subject.is_empty() { &rec.key.client_id } else { &rec.key.subject };
+        let sub = if rec.key.subject.is_empty() {
+            &rec.key.client_id
+        } else {
+            &rec.key.subject
+        };
         let mut body = serde_json::json!({
             "active": true,
             "client_id": rec.key.client_id,
@@ -57,9 +61,20 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
         }
         return Ok(Reply::json_no_store(200, body.to_string()));
     }
-    if let Some(rec) = tokens.codec().parse(OpaqueKind::Refresh, token).and_then(|id| tokens.index().refresh(&id)) {
-        if rec.state.get() == TokenState::Active && rec.expires_at_ms > now && config.clients.contains_key(&rec.key.client_id) {
-            let sub = if rec.key.subject.is_empty() { &rec.key.client_id } else { &rec.key.subject };
+    if let Some(rec) = tokens
+        .codec()
+        .parse(OpaqueKind::Refresh, token)
+        .and_then(|id| tokens.index().refresh(&id))
+    {
+        if rec.state.get() == TokenState::Active
+            && rec.expires_at_ms > now
+            && config.clients.contains_key(&rec.key.client_id)
+        {
+            let sub = if rec.key.subject.is_empty() {
+                &rec.key.client_id
+            } else {
+                &rec.key.subject
+            };
             let body = serde_json::json!({
                 "active": true,
                 "client_id": rec.key.client_id,

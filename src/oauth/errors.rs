@@ -102,7 +102,10 @@ mod tests {
     fn invalid_client_is_401_with_basic_challenge() {
         let r = OAuthError::InvalidClient.reply();
         assert_eq!(r.status, 401);
-        assert!(r.headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
         assert!(r.headers.iter().any(|(k, v)| *k == "Cache-Control" && v == "no-store"));
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"], "invalid_client");

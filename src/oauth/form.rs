@@ -23,7 +23,8 @@ impl Form {
 
     /// A parameter that must be present.
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| OAuthError::InvalidRequest(format!("missing parameter {name}")))
+        self.get(name)
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("missing parameter {name}")))
     }
 }
 
@@ -31,12 +32,20 @@ impl Form {
 pub fn check_content_type(content_type: Option<&[u8]>) -> Result<(), OAuthError> {
     let ok = content_type
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
         .unwrap_or(false);
     if ok {
         Ok(())
     } else {
-        Err(OAuthError::InvalidRequest("Content-Type must be application/x-www-form-urlencoded".into()))
+        Err(OAuthError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded".into(),
+        ))
     }
 }
 
@@ -93,7 +102,10 @@ mod tests {
 
     #[test]
     fn oversized_and_non_utf8_bodies_are_refused() {
-        assert_eq!(parse(&vec![b'a'; MAX_BODY_BYTES + 1]).unwrap_err(), OAuthError::PayloadTooLarge);
+        assert_eq!(
+            parse(&vec![b'a'; MAX_BODY_BYTES + 1]).unwrap_err(),
+            OAuthError::PayloadTooLarge
+        );
         assert!(parse(b"a=%FF").is_err());
     }
 

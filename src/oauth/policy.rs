@@ -124,7 +124,10 @@ pub fn decide(
                 let t = active[index];
                 let lifetime_secs = t.expires_at_ms.saturating_sub(t.issued_at_ms) / 1000;
                 let remaining_secs = (t.expires_at_ms - now_ms) / 1000;
-                return Decision::Reuse { index, expires_in_secs: remaining_secs.min(lifetime_secs) };
+                return Decision::Reuse {
+                    index,
+                    expires_in_secs: remaining_secs.min(lifetime_secs),
+                };
             }
             retire.extend(alive.iter().map(|&i| (i, Retire::Expire)));
         }

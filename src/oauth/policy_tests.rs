@@ -3,7 +3,10 @@ use super::*;
 const S: u64 = 1000;
 
 fn tok(iat_s: u64, exp_s: u64) -> ActiveToken {
-    ActiveToken { issued_at_ms: iat_s * S, expires_at_ms: exp_s * S }
+    ActiveToken {
+        issued_at_ms: iat_s * S,
+        expires_at_ms: exp_s * S,
+    }
 }
 
 fn cc() -> GrantType {
@@ -20,7 +23,10 @@ fn defaults_are_single_mode_for_every_grant() {
 
 #[test]
 fn enable_applies_to_allowed_grants_only() {
-    let p = RenewPolicy { enable: true, ..RenewPolicy::default() };
+    let p = RenewPolicy {
+        enable: true,
+        ..RenewPolicy::default()
+    };
     assert_eq!(p.mode(cc()), Mode::Multi);
     assert_eq!(p.mode(GrantType::Password), Mode::Single);
     assert_eq!(p.mode(GrantType::RefreshToken), Mode::Single);
@@ -44,21 +50,31 @@ fn jwt_single_revokes_every_other_active_token() {
     assert_eq!(
         d,
         Decision::Issue {
-            retire: vec![(0, Retire::RevokeRenewal), (1, Retire::RevokeRenewal), (2, Retire::RevokeRenewal)]
+            retire: vec![
+                (0, Retire::RevokeRenewal),
+                (1, Retire::RevokeRenewal),
+                (2, Retire::RevokeRenewal)
+            ]
         }
     );
 }
 
 #[test]
 fn jwt_single_with_nothing_issues() {
-    assert_eq!(decide(TokenFormat::Jwt, Mode::Single, true, 0, &[], 0), Decision::Issue { retire: vec![] });
+    assert_eq!(
+        decide(TokenFormat::Jwt, Mode::Single, true, 0, &[], 0),
+        Decision::Issue { retire: vec![] }
+    );
 }
 
 #[test]
 fn multi_keeps_others_active() {
     for f in [TokenFormat::Jwt, TokenFormat::Opaque] {
         let active = [tok(0, 100), tok(10, 110)];
-        assert_eq!(decide(f, Mode::Multi, true, 0, &active, 20 * S), Decision::Issue { retire: vec![] });
+        assert_eq!(
+            decide(f, Mode::Multi, true, 0, &active, 20 * S),
+            Decision::Issue { retire: vec![] }
+        );
     }
 }
 
@@ -66,7 +82,12 @@ fn multi_keeps_others_active() {
 fn multi_cap_revokes_the_oldest() {
     let active = [tok(0, 100), tok(10, 110), tok(20, 120)];
     let d = decide(TokenFormat::Jwt, Mode::Multi, true, 2, &active, 30 * S);
-    assert_eq!(d, Decision::Issue { retire: vec![(0, Retire::RevokeCap), (1, Retire::RevokeCap)] });
+    assert_eq!(
+        d,
+        Decision::Issue {
+            retire: vec![(0, Retire::RevokeCap), (1, Retire::RevokeCap)]
+        }
+    );
     let d = decide(TokenFormat::Opaque, Mode::Multi, true, 4, &active, 30 * S);
     assert_eq!(d, Decision::Issue { retire: vec![] });
 }
@@ -75,14 +96,25 @@ fn multi_cap_revokes_the_oldest() {
 fn multi_cap_does_not_count_expired_tokens() {
     let active = [tok(0, 5), tok(10, 110)];
     let d = decide(TokenFormat::Jwt, Mode::Multi, true, 2, &active, 30 * S);
-    assert_eq!(d, Decision::Issue { retire: vec![(0, Retire::Expire)] });
+    assert_eq!(
+        d,
+        Decision::Issue {
+            retire: vec![(0, Retire::Expire)]
+        }
+    );
 }
 
 #[test]
 fn opaque_single_returns_the_newest_usable_token() {
     let active = [tok(0, 100), tok(10, 110)];
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 30 * S + 400);
-    assert_eq!(d, Decision::Reuse { index: 1, expires_in_secs: 79 });
+    assert_eq!(
+        d,
+        Decision::Reuse {
+            index: 1,
+            expires_in_secs: 79
+        }
+    );
 }
 
 #[test]
@@ -90,23 +122,45 @@ fn opaque_single_expires_in_never_exceeds_the_lifetime() {
     let active = [tok(10, 110)];
     // A clock that went backwards must not stretch the answer past the original 100 s.
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 5 * S);
-    assert_eq!(d, Decision::Reuse { index: 0, expires_in_secs: 100 });
+    assert_eq!(
+        d,
+        Decision::Reuse {
+            index: 0,
+            expires_in_secs: 100
+        }
+    );
 }
 
 #[test]
 fn opaque_single_within_one_second_of_expiry_issues_and_expires_the_old() {
     let active = [tok(0, 100)];
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 99 * S);
-    assert_eq!(d, Decision::Issue { retire: vec![(0, Retire::Expire)] });
+    assert_eq!(
+        d,
+        Decision::Issue {
+            retire: vec![(0, Retire::Expire)]
+        }
+    );
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 99 * S - 1);
-    assert_eq!(d, Decision::Reuse { index: 0, expires_in_secs: 1 });
+    assert_eq!(
+        d,
+        Decision::Reuse {
+            index: 0,
+            expires_in_secs: 1
+        }
+    );
 }
 
 #[test]
 fn opaque_single_with_expired_token_issues() {
     let active = [tok(0, 100)];
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 200 * S);
-    assert_eq!(d, Decision::Issue { retire: vec![(0, Retire::Expire)] });
+    assert_eq!(
+        d,
+        Decision::Issue {
+            retire: vec![(0, Retire::Expire)]
+        }
+    );
 }
 
 #[test]
@@ -114,14 +168,25 @@ fn opaque_single_skips_a_newer_token_near_expiry() {
     // After a TTL change an older token may outlive a newer one.
     let active = [tok(0, 500), tok(10, 31)];
     let d = decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 30 * S + 500);
-    assert_eq!(d, Decision::Reuse { index: 0, expires_in_secs: 469 });
+    assert_eq!(
+        d,
+        Decision::Reuse {
+            index: 0,
+            expires_in_secs: 469
+        }
+    );
 }
 
 #[test]
 fn refresh_in_opaque_single_never_reuses() {
     let active = [tok(0, 100)];
     let d = decide(TokenFormat::Opaque, Mode::Single, false, 0, &active, 10 * S);
-    assert_eq!(d, Decision::Issue { retire: vec![(0, Retire::RevokeRenewal)] });
+    assert_eq!(
+        d,
+        Decision::Issue {
+            retire: vec![(0, Retire::RevokeRenewal)]
+        }
+    );
 }
 
 #[test]
@@ -133,6 +198,9 @@ fn after_multi_to_single_jwt_revokes_all_and_opaque_returns_newest() {
     }
     assert_eq!(
         decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 3 * S),
-        Decision::Reuse { index: 2, expires_in_secs: 99 }
+        Decision::Reuse {
+            index: 2,
+            expires_in_secs: 99
+        }
     );
 }

@@ -46,7 +46,9 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
     let (form, client) = authenticate(config, &req)?;
     let grant = GrantType::parse(form.require("grant_type")?).ok_or(OAuthError::UnsupportedGrantType)?;
     if !client.grant_types.contains(grant) {
-        return Err(OAuthError::UnauthorizedClient(format!("this client may not use the {grant} grant")));
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "this client may not use the {grant} grant"
+        )));
     }
     let oauth = &config.oauth;
     let mut params = IssueParams {
@@ -133,7 +135,9 @@ fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, OAuthError>
         Some(text) => {
             let scope = parse_scope(text)?;
             if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
-                return Err(OAuthError::InvalidScope(format!("scope {s:?} is not allowed for this client")));
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope {s:?} is not allowed for this client"
+                )));
             }
             Ok(scope)
         }

@@ -101,7 +101,11 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Job::Commit(ops, reply) => commits.push((ops, reply)),
                 other => others.push(other),
             }
-            next = if commits.len() + others.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
+            next = if commits.len() + others.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         if !commits.is_empty() {
             let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
@@ -213,7 +217,9 @@ fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
             expires_at_ms: row.get::<_, i64>(7)? as u64,
             state: TokenState::from_u8(row.get(8)?),
             family: blob16(row.get(9)?),
-            refresh_id: row.get::<_, Option<Vec<u8>>>(10)?.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok().map(TokenId)),
+            refresh_id: row
+                .get::<_, Option<Vec<u8>>>(10)?
+                .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok().map(TokenId)),
         })
     })?;
     for r in rows {
@@ -243,18 +249,26 @@ fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
 }
 
 fn purge(conn: &Connection, now: u64) -> rusqlite::Result<u64> {
-    let a = conn.execute("DELETE FROM access_tokens WHERE state != 0 OR expires_at_ms <= ?1", [now as i64])?;
-    let r = conn.execute("DELETE FROM refresh_tokens WHERE state IN (1, 2) OR expires_at_ms <= ?1", [now as i64])?;
+    let a = conn.execute(
+        "DELETE FROM access_tokens WHERE state != 0 OR expires_at_ms <= ?1",
+        [now as i64],
+    )?;
+    let r = conn.execute(
+        "DELETE FROM refresh_tokens WHERE state IN (1, 2) OR expires_at_ms <= ?1",
+        [now as i64],
+    )?;
     Ok((a + r) as u64)
 }
 
 /// Reads one access row by id (for tests and tools).
 pub fn read_access_state(path: &Path, id: &TokenId) -> Result<Option<TokenState>, StoreError> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.query_row("SELECT state FROM access_tokens WHERE id = ?1", [&id.0[..]], |r| r.get::<_, u8>(0))
-        .optional()
-        .map(|o| o.map(TokenState::from_u8))
-        .map_err(db_err)
+    conn.query_row("SELECT state FROM access_tokens WHERE id = ?1", [&id.0[..]], |r| {
+        r.get::<_, u8>(0)
+    })
+    .optional()
+    .map(|o| o.map(TokenState::from_u8))
+    .map_err(db_err)
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@ async fn committed_rows_survive_reopen_and_purge_removes_dead_ones() {
         ])
         .await
         .unwrap();
-        s.commit(vec![StoreOp::SetAccessState(TokenId([2; 32]), TokenState::Revoked)]).await.unwrap();
+        s.commit(vec![StoreOp::SetAccessState(TokenId([2; 32]), TokenState::Revoked)])
+            .await
+            .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let snap = s.load(5_000).await.unwrap();
@@ -37,7 +39,10 @@ async fn committed_rows_survive_reopen_and_purge_removes_dead_ones() {
     assert_eq!(ids, vec![1], "revoked and expired rows are not loaded");
     assert_eq!(snap.access[0], row(1, 10_000));
     assert_eq!(s.purge(5_000).await.unwrap(), 2);
-    assert_eq!(read_access_state(&path, &TokenId([1; 32])).unwrap(), Some(TokenState::Active));
+    assert_eq!(
+        read_access_state(&path, &TokenId([1; 32])).unwrap(),
+        Some(TokenState::Active)
+    );
     assert_eq!(read_access_state(&path, &TokenId([2; 32])).unwrap(), None);
 }
 
@@ -49,7 +54,9 @@ async fn concurrent_commits_all_land() {
     let mut tasks = Vec::new();
     for i in 0..200u8 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.commit(vec![StoreOp::InsertAccess(row(i, 10_000))]).await }));
+        tasks.push(tokio::spawn(async move {
+            s.commit(vec![StoreOp::InsertAccess(row(i, 10_000))]).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -73,7 +80,9 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
         state: TokenState::Active,
     };
     s.commit(vec![StoreOp::InsertRefresh(r.clone())]).await.unwrap();
-    s.commit(vec![StoreOp::SetRefreshState(r.id, TokenState::Inactive)]).await.unwrap();
+    s.commit(vec![StoreOp::SetRefreshState(r.id, TokenState::Inactive)])
+        .await
+        .unwrap();
     let snap = s.load(5).await.unwrap();
     assert_eq!(snap.refresh.len(), 1);
     assert_eq!(snap.refresh[0].state, TokenState::Inactive);

@@ -46,7 +46,12 @@ pub enum KeyError {
     #[error("cannot read or write key file {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("key file {path} is not a usable {alg} private key (PEM, PKCS#8{extra}): {reason}")]
-    Rejected { path: String, alg: &'static str, extra: &'static str, reason: String },
+    Rejected {
+        path: String,
+        alg: &'static str,
+        extra: &'static str,
+        reason: String,
+    },
     #[error("key generation failed")]
     Generate,
     #[error("signing failed")]
@@ -83,14 +88,20 @@ pub struct JwtSigner {
 
 impl std::fmt::Debug for JwtSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtSigner").field("alg", &self.alg).field("kid", &self.kid).finish()
+        f.debug_struct("JwtSigner")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
 impl JwtSigner {
     /// Loads the PEM key at `path`, or generates one there (mode 0600) when the file is absent.
     pub fn load_or_generate(path: &Path, alg: JwtAlgorithm) -> Result<JwtSigner, KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if !path.exists() {
             let der = generate_pkcs8(alg)?;
             let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
@@ -136,7 +147,14 @@ impl JwtSigner {
         }
         let header = serde_json::json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid});
         let header_b64 = B64.encode(header.to_string());
-        Ok(JwtSigner { alg, kid, header_b64, key, rng: SystemRandom::new(), jwk })
+        Ok(JwtSigner {
+            alg,
+            kid,
+            header_b64,
+            key,
+            rng: SystemRandom::new(),
+            jwk,
+        })
     }
 
     pub fn algorithm(&self) -> JwtAlgorithm {
@@ -161,7 +179,11 @@ impl JwtSigner {
                     .map_err(|_| KeyError::Sign)?;
                 sig
             }
-            SignerKey::Ec(kp) => kp.sign(&self.rng, out.as_bytes()).map_err(|_| KeyError::Sign)?.as_ref().to_vec(),
+            SignerKey::Ec(kp) => kp
+                .sign(&self.rng, out.as_bytes())
+                .map_err(|_| KeyError::Sign)?
+                .as_ref()
+                .to_vec(),
             SignerKey::Ed(kp) => kp.sign(out.as_bytes()).as_ref().to_vec(),
         };
         out.push('.');
@@ -206,7 +228,10 @@ fn public_jwk_members(key: &SignerKey) -> serde_json::Value {
         SignerKey::Ec(kp) => {
             // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
             let point = kp.public_key().as_ref();
-            let (x, y) = point.get(1..).unwrap_or_default().split_at(32.min(point.len().saturating_sub(1)));
+            let (x, y) = point
+                .get(1..)
+                .unwrap_or_default()
+                .split_at(32.min(point.len().saturating_sub(1)));
             serde_json::json!({"crv": "P-256", "kty": "EC", "x": B64.encode(x), "y": B64.encode(y)})
         }
         SignerKey::Ed(kp) => {

@@ -110,7 +110,11 @@ mod tests {
     #[test]
     fn keys_differ_by_each_part() {
         let s = ScopeSet::parse("a").unwrap();
-        let k = |c: &str, u: &str| TokenKey { client_id: c.into(), subject: u.into(), scope: s.clone() };
+        let k = |c: &str, u: &str| TokenKey {
+            client_id: c.into(),
+            subject: u.into(),
+            scope: s.clone(),
+        };
         assert_ne!(k("c", "alice"), k("c", "bob"));
         assert_ne!(k("c1", ""), k("c2", ""));
         assert_eq!(k("c", "alice"), k("c", "alice"));

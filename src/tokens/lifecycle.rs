@@ -45,12 +45,13 @@ impl TokenService {
     ) -> Result<Issued, ServiceError> {
         let invalid = ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked");
         let rid = self.codec().parse(OpaqueKind::Refresh, refresh_text).ok_or(invalid)?;
-        let rec = self
-            .index()
-            .refresh(&rid)
-            .ok_or(ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked"))?;
+        let rec = self.index().refresh(&rid).ok_or(ServiceError::InvalidGrant(
+            "the refresh token is invalid, expired or revoked",
+        ))?;
         if rec.key.client_id != p.client_id {
-            return Err(ServiceError::InvalidGrant("the refresh token was issued to another client"));
+            return Err(ServiceError::InvalidGrant(
+                "the refresh token was issued to another client",
+            ));
         }
         let slot = self.index().key_slot(&rec.key);
         let mut st = slot.lock().await;
@@ -58,29 +59,53 @@ impl TokenService {
             TokenState::Inactive => {
                 let effects = family_effects(&st, &rec.family);
                 self.revoke_fail_closed(&mut st, effects).await?;
-                log::warn!("refresh token reuse by client {:?}: its token family is revoked", p.client_id);
-                return Err(ServiceError::InvalidGrant("the refresh token was already used; its token family is revoked"));
+                log::warn!(
+                    "refresh token reuse by client {:?}: its token family is revoked",
+                    p.client_id
+                );
+                return Err(ServiceError::InvalidGrant(
+                    "the refresh token was already used; its token family is revoked",
+                ));
             }
             TokenState::Active if rec.expires_at_ms > now_ms() => {}
-            _ => return Err(ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked")),
+            _ => {
+                return Err(ServiceError::InvalidGrant(
+                    "the refresh token is invalid, expired or revoked",
+                ))
+            }
         }
         if let Some(scope) = requested_scope {
             if scope != &rec.key.scope {
-                return Err(ServiceError::InvalidScope("a refresh must ask for the scope originally granted, or none"));
+                return Err(ServiceError::InvalidScope(
+                    "a refresh must ask for the scope originally granted, or none",
+                ));
             }
         }
         let mut effects = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];
         // Take the old pair out of the key's live set so the policy decides without it; the
         // issue below commits its retirement together with the new tokens, or we put it back.
-        let old_access = st.active.iter().position(|a| a.id == rec.access_id).map(|i| (i, st.active.remove(i)));
-        let old_refresh = st.refresh.iter().position(|r| r.id == rec.id).map(|i| (i, st.refresh.remove(i)));
+        let old_access = st
+            .active
+            .iter()
+            .position(|a| a.id == rec.access_id)
+            .map(|i| (i, st.active.remove(i)));
+        let old_refresh = st
+            .refresh
+            .iter()
+            .position(|r| r.id == rec.id)
+            .map(|i| (i, st.refresh.remove(i)));
         if let Some((_, a)) = &old_access {
             effects.push(Effect::Access(Arc::clone(a), TokenState::Inactive));
         }
         let key = Arc::clone(&rec.key);
         let mode = p.policy.mode(GrantType::RefreshToken);
-        let params = IssueParams { grant: GrantType::RefreshToken, ..p };
-        let result = self.issue_locked(&mut st, key, &params, mode, false, Some(rec.family), effects).await;
+        let params = IssueParams {
+            grant: GrantType::RefreshToken,
+            ..p
+        };
+        let result = self
+            .issue_locked(&mut st, key, &params, mode, false, Some(rec.family), effects)
+            .await;
         if result.is_err() {
             if let Some((i, a)) = old_access {
                 let at = i.min(st.active.len());
@@ -112,7 +137,11 @@ impl TokenService {
             self.revoke_fail_closed(&mut st, effects).await?;
             return Ok(Revoked::Access);
         }
-        if let Some(rec) = self.codec().parse(OpaqueKind::Refresh, text).and_then(|id| self.index().refresh(&id)) {
+        if let Some(rec) = self
+            .codec()
+            .parse(OpaqueKind::Refresh, text)
+            .and_then(|id| self.index().refresh(&id))
+        {
             if rec.key.client_id != client_id {
                 return Err(ServiceError::NotOwner);
             }
@@ -144,12 +173,18 @@ impl TokenService {
         let mut keys: HashMap<TokenKey, Arc<TokenKey>> = HashMap::new();
         let mut intern = |client_id: String, subject: String, scope: &str| -> Option<Arc<TokenKey>> {
             let scope = ScopeSet::parse(scope).ok()?;
-            let k = TokenKey { client_id, subject, scope };
+            let k = TokenKey {
+                client_id,
+                subject,
+                scope,
+            };
             Some(Arc::clone(keys.entry(k.clone()).or_insert_with(|| Arc::new(k))))
         };
         let (mut na, mut nr) = (0, 0);
         for row in refresh {
-            let Some(key) = intern(row.client_id, row.subject, &row.scope) else { continue };
+            let Some(key) = intern(row.client_id, row.subject, &row.scope) else {
+                continue;
+            };
             let rec = Arc::new(RefreshRecord {
                 id: row.id,
                 key: Arc::clone(&key),

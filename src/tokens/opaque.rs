@@ -68,7 +68,10 @@ impl OpaqueCodec {
 
     /// Loads the server key at `path`, creating 32 random bytes there (mode 0600) when absent.
     pub fn load_or_create(path: &Path) -> Result<OpaqueCodec, ServerKeyError> {
-        let io = |source| ServerKeyError::Io { path: path.display().to_string(), source };
+        let io = |source| ServerKeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if !path.exists() {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
@@ -79,7 +82,9 @@ impl OpaqueCodec {
         let trimmed = raw.trim_ascii();
         let key = hex::decode(trimmed).unwrap_or_else(|_| trimmed.to_vec());
         if key.len() < 32 {
-            return Err(ServerKeyError::TooShort { path: path.display().to_string() });
+            return Err(ServerKeyError::TooShort {
+                path: path.display().to_string(),
+            });
         }
         Ok(OpaqueCodec::new(&key))
     }
@@ -149,8 +154,13 @@ mod tests {
         let (id, text) = c.mint(OpaqueKind::Access);
         assert_eq!(c.parse(OpaqueKind::Access, &text), Some(id));
         assert_eq!(c.text(OpaqueKind::Access, &id), text);
-        assert!(text.len() >= 43, "256 bits of entropy need at least 43 base64 characters");
-        assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            text.len() >= 43,
+            "256 bits of entropy need at least 43 base64 characters"
+        );
+        assert!(text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 
     #[test]

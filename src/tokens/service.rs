@@ -120,7 +120,12 @@ fn random_jti() -> String {
 
 impl TokenService {
     pub fn new(index: Arc<TokenIndex>, store: Arc<dyn TokenStore>, codec: OpaqueCodec, signer: JwtSigner) -> Self {
-        TokenService { index, store, codec, signer }
+        TokenService {
+            index,
+            store,
+            codec,
+            signer,
+        }
     }
 
     pub fn index(&self) -> &Arc<TokenIndex> {
@@ -183,7 +188,10 @@ impl TokenService {
             let views: Vec<ActiveToken> = st
                 .active
                 .iter()
-                .map(|r| ActiveToken { issued_at_ms: r.issued_at_ms, expires_at_ms: r.expires_at_ms })
+                .map(|r| ActiveToken {
+                    issued_at_ms: r.issued_at_ms,
+                    expires_at_ms: r.expires_at_ms,
+                })
                 .collect();
             decide(p.format, mode, reuse_allowed, p.policy.max_active_tokens, &views, now)
         };
@@ -229,7 +237,11 @@ impl TokenService {
         let (id, access_token) = match p.format {
             TokenFormat::Opaque => self.codec.mint(OpaqueKind::Access),
             TokenFormat::Jwt => {
-                let sub = if key.subject.is_empty() { &key.client_id } else { &key.subject };
+                let sub = if key.subject.is_empty() {
+                    &key.client_id
+                } else {
+                    &key.subject
+                };
                 let jti = random_jti();
                 let text = self.signer.sign(&AccessClaims {
                     iss: p.issuer,

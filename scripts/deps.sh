@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system packages building tokengate needs on Debian/Ubuntu (cmake and a C
+# toolchain for pingora's and aws-lc's native parts, curl for the quick-start recipe).
+# Does nothing when they are already there.
+set -euo pipefail
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v cargo >/dev/null 2>&1 || { echo "deps.sh: cargo is required (https://rustup.rs)" >&2; exit 1; }
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "deps.sh: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

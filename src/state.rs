@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::oauth::documents;
 use crate::oauth::passwords;
 use crate::store::sqlite::SqliteStore;
@@ -53,6 +54,7 @@ pub struct AppState {
     /// A hash of a random password, verified against for unknown users so that a missing user
     /// costs the same time as a wrong password.
     pub dummy_password_hash: String,
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -70,11 +72,13 @@ impl AppState {
         let jwks = Bytes::from(tokens.signer().jwks().to_string());
         let dummy_password_hash =
             passwords::hash_password(&hex::encode(rand::random::<[u8; 16]>())).map_err(StartError::Other)?;
+        let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         Ok(Arc::new(AppState {
             live: ArcSwap::from_pointee(Live::new(config)),
             tokens,
             jwks,
             dummy_password_hash,
+            metrics,
         }))
     }
 

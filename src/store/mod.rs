@@ -4,6 +4,9 @@
 
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
@@ -67,11 +70,22 @@ pub enum StoreError {
     Closed,
 }
 
+/// Resolves once a submitted batch is durable (or failed).
+pub type Ack = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
 /// A durable token store.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
+    /// Queues `ops` to be applied atomically. Submissions are applied in the order they were
+    /// made, so a caller may submit under a lock and await the returned [`Ack`] after releasing
+    /// it. An empty submission is a barrier: its ack means everything submitted before it is
+    /// durable.
+    fn submit(&self, ops: Vec<StoreOp>) -> Ack;
+
     /// Applies `ops` atomically; returns once they are durable.
-    async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), StoreError>;
+    async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        self.submit(ops).await
+    }
     /// Reads what the index must hold at start.
     async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError>;
     /// Deletes tokens that can never be valid again; returns how many rows went.

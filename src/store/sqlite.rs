@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::{AccessRow, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
 /// Most jobs folded into one transaction.
@@ -69,13 +69,13 @@ impl SqliteStore {
 
 #[async_trait]
 impl TokenStore for SqliteStore {
-    async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
+    fn submit(&self, ops: Vec<StoreOp>) -> Ack {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Commit(ops, tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let sent = self.send(Job::Commit(ops, tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
@@ -109,7 +109,9 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         if !commits.is_empty() {
             let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
-            match apply(&mut conn, &all) {
+            // Barriers alone need no transaction: everything before them is already committed.
+            let result = if all.is_empty() { Ok(()) } else { apply(&mut conn, &all) };
+            match result {
                 Ok(()) => {
                     for (_, reply) in commits {
                         let _ = reply.send(Ok(()));

@@ -2,6 +2,7 @@
 //! restoring the index from the store at start, and sweeping expired tokens.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::format::TokenFormat;
@@ -11,7 +12,7 @@ use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
 use crate::oauth::grant_type::GrantType;
-use crate::store::{Snapshot, StoreError, StoreOp};
+use crate::store::{Ack, Snapshot, StoreError, StoreOp};
 
 /// What a revocation request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,69 +55,64 @@ impl TokenService {
             ));
         }
         let slot = self.index().key_slot(&rec.key);
-        let mut st = slot.lock().await;
-        match rec.state.get() {
-            TokenState::Inactive => {
-                let effects = family_effects(&st, &rec.family);
-                self.revoke_fail_closed(&mut st, effects).await?;
-                log::warn!(
-                    "refresh token reuse by client {:?}: its token family is revoked",
-                    p.client_id
-                );
-                return Err(ServiceError::InvalidGrant(
-                    "the refresh token was already used; its token family is revoked",
-                ));
-            }
-            TokenState::Active if rec.expires_at_ms > now_ms() => {}
-            _ => {
-                return Err(ServiceError::InvalidGrant(
-                    "the refresh token is invalid, expired or revoked",
-                ))
-            }
-        }
-        if let Some(scope) = requested_scope {
-            if scope != &rec.key.scope {
-                return Err(ServiceError::InvalidScope(
-                    "a refresh must ask for the scope originally granted, or none",
-                ));
-            }
-        }
-        let mut effects = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];
-        // Take the old pair out of the key's live set so the policy decides without it; the
-        // issue below commits its retirement together with the new tokens, or we put it back.
-        let old_access = st
-            .active
-            .iter()
-            .position(|a| a.id == rec.access_id)
-            .map(|i| (i, st.active.remove(i)));
-        let old_refresh = st
-            .refresh
-            .iter()
-            .position(|r| r.id == rec.id)
-            .map(|i| (i, st.refresh.remove(i)));
-        if let Some((_, a)) = &old_access {
-            effects.push(Effect::Access(Arc::clone(a), TokenState::Inactive));
-        }
-        let key = Arc::clone(&rec.key);
-        let mode = p.policy.mode(GrantType::RefreshToken);
         let params = IssueParams {
             grant: GrantType::RefreshToken,
             ..p
         };
-        let result = self
-            .issue_locked(&mut st, key, &params, mode, false, Some(rec.family), effects)
-            .await;
-        if result.is_err() {
-            if let Some((i, a)) = old_access {
-                let at = i.min(st.active.len());
-                st.active.insert(at, a);
+        let presigned = self.presign(&rec.key, &params)?;
+        let pending = {
+            let mut st = slot.lock().await;
+            match rec.state.get() {
+                TokenState::Inactive => {
+                    let effects = family_effects(&st, &rec.family);
+                    let ack = self.revoke_locked(&mut st, effects);
+                    drop(st);
+                    ack.await?;
+                    log::warn!(
+                        "refresh token reuse by client {:?}: its token family is revoked",
+                        params.client_id
+                    );
+                    return Err(ServiceError::InvalidGrant(
+                        "the refresh token was already used; its token family is revoked",
+                    ));
+                }
+                TokenState::Active if rec.expires_at_ms > now_ms() => {}
+                _ => {
+                    return Err(ServiceError::InvalidGrant(
+                        "the refresh token is invalid, expired or revoked",
+                    ))
+                }
             }
-            if let Some((i, r)) = old_refresh {
-                let at = i.min(st.refresh.len());
-                st.refresh.insert(at, r);
+            if requested_scope.is_some_and(|scope| scope != &rec.key.scope) {
+                return Err(ServiceError::InvalidScope(
+                    "a refresh must ask for the scope originally granted, or none",
+                ));
             }
-        }
-        result
+            // Spend the old pair first so the policy decides without it. Should the store fail,
+            // the pair stays spent (fail closed): the client signs in again.
+            let mut spent = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];
+            if let Some(old) = st.active.iter().find(|a| a.id == rec.access_id) {
+                spent.push(Effect::Access(Arc::clone(old), TokenState::Inactive));
+            }
+            let prior_ops = spent.iter().map(Effect::op).collect();
+            for e in &spent {
+                self.apply(&mut st, e);
+            }
+            let mode = params.policy.mode(GrantType::RefreshToken);
+            let key = Arc::clone(&rec.key);
+            self.issue_locked(
+                &mut st,
+                &slot,
+                key,
+                &params,
+                mode,
+                false,
+                Some(rec.family),
+                prior_ops,
+                presigned,
+            )
+        };
+        self.finish(pending).await
     }
 
     /// RFC 7009 revocation by the owning client. Unknown or dead tokens are not an error.
@@ -134,7 +130,9 @@ impl TokenService {
             if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
                 effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
             }
-            self.revoke_fail_closed(&mut st, effects).await?;
+            let ack = self.revoke_locked(&mut st, effects);
+            drop(st);
+            ack.await?;
             return Ok(Revoked::Access);
         }
         if let Some(rec) = self
@@ -151,20 +149,23 @@ impl TokenService {
             if effects.is_empty() {
                 return Ok(Revoked::Nothing);
             }
-            self.revoke_fail_closed(&mut st, effects).await?;
+            let ack = self.revoke_locked(&mut st, effects);
+            drop(st);
+            ack.await?;
             return Ok(Revoked::RefreshFamily);
         }
         Ok(Revoked::Nothing)
     }
 
-    /// Applies revocations in memory first, then makes them durable: a store failure still
-    /// leaves the tokens rejected at the gateway.
-    async fn revoke_fail_closed(&self, st: &mut KeyState, effects: Vec<Effect>) -> Result<(), StoreError> {
+    /// Applies revocations in memory at once and submits them to the store; the caller awaits
+    /// the ack after releasing the key's lock. A store failure still leaves the tokens rejected
+    /// at the gateway (fail closed).
+    fn revoke_locked(&self, st: &mut KeyState, effects: Vec<Effect>) -> Ack {
         let ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
         for e in &effects {
             self.apply(st, e);
         }
-        self.store().commit(ops).await
+        self.store().submit(ops)
     }
 
     /// Fills the index from the store (at start). Returns (access, refresh) counts.
@@ -219,6 +220,7 @@ impl TokenService {
                 refresh_id: row.refresh_id,
                 family: row.family,
                 state: AtomicState::new(TokenState::Active),
+                durable: AtomicBool::new(true),
             });
             self.index().key_slot(&key).lock().await.active.push(Arc::clone(&rec));
             self.index().insert_access(rec);

@@ -1,6 +1,6 @@
 //! What the gateway knows of one issued token: never its text, only its id and its facts.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -91,9 +91,19 @@ pub struct AccessRecord {
     pub refresh_id: Option<TokenId>,
     pub family: Option<FamilyId>,
     pub state: AtomicState,
+    /// Set once the store acknowledged the token: handing it out again needs no wait then.
+    pub durable: AtomicBool,
 }
 
 impl AccessRecord {
+    pub fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    pub fn mark_durable(&self) {
+        self.durable.store(true, Ordering::Release);
+    }
+
     /// Active and not past its expiry.
     pub fn is_valid_at(&self, now_ms: u64) -> bool {
         self.state.get() == TokenState::Active && self.expires_at_ms > now_ms

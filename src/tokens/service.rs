@@ -1,11 +1,16 @@
 //! The token engine: issue, refresh and revoke under the key's mutex, durable before answered.
 //!
-//! Protocol for every change: take the key's mutex, decide (see [`crate::oauth::policy`]), build
-//! the new records and the store operations, commit them to the store (group-committed, durable),
-//! then publish to the index and release. A request never fails because of another request for
-//! the same key: it simply waits for the mutex. Explicit revocations are applied in memory even
-//! when the store fails (fail closed); issuance is published only after its commit.
+//! Protocol for every change: take the key's mutex, decide (see [`crate::oauth::policy`]),
+//! publish the new records and state changes to the index, submit the store operations (the
+//! store applies submissions in order), release the mutex, then wait for the durable ack before
+//! answering. The mutex is held for microseconds, never across a signature or an fsync, so
+//! concurrent requests for one key are group-committed together; a request never fails because
+//! of another request for the same key. A token is visible in the index a moment before it is
+//! durable, which is harmless: nobody holds its text until the answer, sent after the ack.
+//! Should the store fail, the new token is withdrawn and the request answers 500; revocations
+//! stay in force in memory (fail closed).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -20,7 +25,7 @@ use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenId, TokenState};
 use crate::oauth::grant_type::GrantType;
 use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, RenewPolicy, Retire};
-use crate::store::{AccessRow, RefreshRow, StoreError, StoreOp, TokenStore};
+use crate::store::{AccessRow, Ack, RefreshRow, StoreError, StoreOp, TokenStore};
 
 /// What a token request asks for, after client authentication and scope checks.
 #[derive(Debug, Clone)]
@@ -83,7 +88,7 @@ pub enum ServiceError {
     NotOwner,
 }
 
-/// A state change to a live token, applied to the index once durable.
+/// A state change to a live token.
 pub(super) enum Effect {
     Access(Arc<AccessRecord>, TokenState),
     Refresh(Arc<RefreshRecord>, TokenState),
@@ -96,6 +101,26 @@ impl Effect {
             Effect::Refresh(r, s) => StoreOp::SetRefreshState(r.id, *s),
         }
     }
+}
+
+/// A JWT signed before the key's lock is taken (a JWT request always gets a new token).
+pub(super) struct Presigned {
+    id: TokenId,
+    text: String,
+    issued_at_ms: u64,
+}
+
+/// A decided answer still waiting for the store.
+pub(super) enum Pending {
+    /// The answer can go out now.
+    Ready(Issued),
+    /// Wait for the store's ack first; on failure withdraw `published` from `slot`.
+    Durable {
+        issued: Issued,
+        ack: Ack,
+        published: Option<Arc<AccessRecord>>,
+        slot: Arc<tokio::sync::Mutex<KeyState>>,
+    },
 }
 
 /// The engine. Shared as `Arc<TokenService>` by the endpoints and the sweeper.
@@ -162,23 +187,60 @@ impl TokenService {
             subject: p.subject.to_string(),
             scope: p.scope.clone(),
         });
+        let presigned = self.presign(&key, &p)?;
         let slot = self.index.key_slot(&key);
-        let mut st = slot.lock().await;
-        let mode = p.policy.mode(p.grant);
-        self.issue_locked(&mut st, key, &p, mode, true, None, Vec::new()).await
+        let pending = {
+            let mut st = slot.lock().await;
+            let mode = p.policy.mode(p.grant);
+            self.issue_locked(&mut st, &slot, key, &p, mode, true, None, Vec::new(), presigned)
+        };
+        self.finish(pending).await
     }
 
+    /// Signs the JWT of a request outside any lock; `None` for opaque clients.
+    pub(super) fn presign(&self, key: &TokenKey, p: &IssueParams<'_>) -> Result<Option<Presigned>, ServiceError> {
+        if p.format != TokenFormat::Jwt {
+            return Ok(None);
+        }
+        let iat_s = now_ms() / 1000;
+        let sub = if key.subject.is_empty() {
+            &key.client_id
+        } else {
+            &key.subject
+        };
+        let jti = random_jti();
+        let text = self.signer.sign(&AccessClaims {
+            iss: p.issuer,
+            sub,
+            client_id: &key.client_id,
+            scope: &key.scope.to_string(),
+            iat: iat_s,
+            exp: iat_s + p.access_ttl_secs,
+            jti: &jti,
+        })?;
+        Ok(Some(Presigned {
+            id: TokenId::of_jwt(&text),
+            text,
+            issued_at_ms: iat_s * 1000,
+        }))
+    }
+
+    /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
+    /// operations of changes the caller already applied in memory under the same lock.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn issue_locked(
+    pub(super) fn issue_locked(
         &self,
         st: &mut KeyState,
+        slot: &Arc<tokio::sync::Mutex<KeyState>>,
         key: Arc<TokenKey>,
         p: &IssueParams<'_>,
         mode: Mode,
         reuse_allowed: bool,
         family: Option<FamilyId>,
-        mut effects: Vec<Effect>,
-    ) -> Result<Issued, ServiceError> {
+        prior_ops: Vec<StoreOp>,
+        presigned: Option<Presigned>,
+    ) -> Pending {
+        let mut effects = Vec::new();
         let now = now_ms();
         let decision = if mode == Mode::Multi && p.policy.max_active_tokens == 0 {
             // Same answer `decide` gives, without an O(active) walk per request: expired tokens
@@ -203,14 +265,25 @@ impl TokenService {
                     .and_then(|rid| self.index.refresh(&rid))
                     .filter(|r| r.state.get() == TokenState::Active && r.expires_at_ms > now)
                     .map(|r| self.codec.text(OpaqueKind::Refresh, &r.id));
-                return Ok(Issued {
+                let issued = Issued {
                     access_token: self.codec.text(OpaqueKind::Access, &rec.id),
                     expires_in: expires_in_secs,
                     scope: rec.scope_text.clone(),
                     refresh_token,
                     outcome: Outcome::Reused,
                     revoked: Vec::new(),
-                });
+                };
+                if rec.is_durable() {
+                    return Pending::Ready(issued);
+                }
+                // Issued by a request still waiting for its commit: wait for it too.
+                let ack = self.store.submit(Vec::new());
+                return Pending::Durable {
+                    issued,
+                    ack,
+                    published: None,
+                    slot: Arc::clone(slot),
+                };
             }
             Decision::Issue { retire } => retire,
         };
@@ -232,30 +305,13 @@ impl TokenService {
             effects.push(Effect::Access(rec, state));
         }
 
-        let iat_s = now / 1000;
-        let scope_text = key.scope.to_string();
-        let (id, access_token) = match p.format {
-            TokenFormat::Opaque => self.codec.mint(OpaqueKind::Access),
-            TokenFormat::Jwt => {
-                let sub = if key.subject.is_empty() {
-                    &key.client_id
-                } else {
-                    &key.subject
-                };
-                let jti = random_jti();
-                let text = self.signer.sign(&AccessClaims {
-                    iss: p.issuer,
-                    sub,
-                    client_id: &key.client_id,
-                    scope: &scope_text,
-                    iat: iat_s,
-                    exp: iat_s + p.access_ttl_secs,
-                    jti: &jti,
-                })?;
-                (TokenId::of_jwt(&text), text)
+        let (id, access_token, issued_at_ms) = match presigned {
+            Some(Presigned { id, text, issued_at_ms }) => (id, text, issued_at_ms),
+            None => {
+                let (id, text) = self.codec.mint(OpaqueKind::Access);
+                (id, text, now / 1000 * 1000)
             }
         };
-        let issued_at_ms = iat_s * 1000;
         let refresh = p.refresh_ttl_secs.map(|ttl| {
             let (rid, rtext) = self.codec.mint(OpaqueKind::Refresh);
             let rec = Arc::new(RefreshRecord {
@@ -269,6 +325,7 @@ impl TokenService {
             });
             (rec, rtext)
         });
+        let scope_text = key.scope.to_string();
         let access = Arc::new(AccessRecord {
             id,
             key: Arc::clone(&key),
@@ -280,33 +337,73 @@ impl TokenService {
             refresh_id: refresh.as_ref().map(|(r, _)| r.id),
             family: refresh.as_ref().map(|(r, _)| r.family),
             state: AtomicState::new(TokenState::Active),
+            durable: AtomicBool::new(false),
         });
 
-        let mut ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
+        let mut ops = prior_ops;
+        ops.extend(effects.iter().map(Effect::op));
         ops.push(StoreOp::InsertAccess(access_row(&access)));
         if let Some((r, _)) = &refresh {
             ops.push(StoreOp::InsertRefresh(refresh_row(r)));
         }
-        self.store.commit(ops).await?;
-
         for e in &effects {
             self.apply(st, e);
         }
         self.index.insert_access(Arc::clone(&access));
-        st.active.push(access);
+        st.active.push(Arc::clone(&access));
         let refresh_token = refresh.map(|(r, text)| {
             self.index.insert_refresh(Arc::clone(&r));
             st.refresh.push(r);
             text
         });
-        Ok(Issued {
+        let ack = self.store.submit(ops);
+        let issued = Issued {
             access_token,
             expires_in: p.access_ttl_secs,
             scope: scope_text,
             refresh_token,
             outcome: Outcome::New(mode),
             revoked,
-        })
+        };
+        Pending::Durable {
+            issued,
+            ack,
+            published: Some(access),
+            slot: Arc::clone(slot),
+        }
+    }
+
+    /// Waits for durability; withdraws the new token if the store failed.
+    pub(super) async fn finish(&self, pending: Pending) -> Result<Issued, ServiceError> {
+        let (issued, ack, published, slot) = match pending {
+            Pending::Ready(issued) => return Ok(issued),
+            Pending::Durable {
+                issued,
+                ack,
+                published,
+                slot,
+            } => (issued, ack, published, slot),
+        };
+        match ack.await {
+            Ok(()) => {
+                if let Some(rec) = published {
+                    rec.mark_durable();
+                }
+                Ok(issued)
+            }
+            Err(e) => {
+                if let Some(rec) = published {
+                    let mut st = slot.lock().await;
+                    if let Some(rid) = rec.refresh_id {
+                        if let Some(r) = st.refresh.iter().find(|r| r.id == rid).cloned() {
+                            self.apply(&mut st, &Effect::Refresh(r, TokenState::Revoked));
+                        }
+                    }
+                    self.apply(&mut st, &Effect::Access(rec, TokenState::Revoked));
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Publishes one state change to the index and the key's state.

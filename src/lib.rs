@@ -11,4 +11,5 @@ pub mod reply;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod tokens;

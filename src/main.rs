@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,8 +11,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use tokengate::config::{self, Config};
 use tokengate::gateway::proxy::Gateway;
+use tokengate::services::ops_http;
 use tokengate::services::sweeper::Sweeper;
 use tokengate::state::AppState;
+use tokengate::tls;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -78,13 +80,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(format!("cannot listen on {listen}: {e}")),
         },
-        None if cli.check => match config::load_file(&cli.conf) {
-            Ok(_) => {
-                println!("{}: ok", cli.conf.display());
-                Ok(())
-            }
-            Err(e) => Err(format!("{}: {e}", cli.conf.display())),
-        },
+        None if cli.check => load(&cli.conf).map(|_| println!("{}: ok", cli.conf.display())),
         None => run(cli.conf),
     };
     match result {
@@ -96,8 +92,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads and validates the config, and the TLS files it names; the error is the one-line reason.
+fn load(conf_path: &Path) -> Result<Config, String> {
+    let config = config::load_file(conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    if let Some(files) = &config.server.tls {
+        tls::check(files).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    }
+    Ok(config)
+}
+
+/// Warns about settings that put credentials at risk.
+fn warn_about_exposure(config: &Config) {
+    let s = &config.server;
+    let public = s.listen.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+    if s.tls.is_none() && public {
+        log::warn!(
+            "the token endpoint is served over plain HTTP on {}: client secrets and passwords cross the network in clear; set server.tls_cert and server.tls_key",
+            s.listen
+        );
+    }
+    if s.tls.is_some() && config.oauth.issuer.starts_with("http://") {
+        log::warn!(
+            "the listener speaks HTTPS but oauth.issuer is {:?}: clients read endpoint URLs from the metadata; set an https:// issuer",
+            config.oauth.issuer
+        );
+    }
+}
+
 fn run(conf_path: PathBuf) -> Result<(), String> {
-    let config: Config = config::load_file(&conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    let config: Config = load(&conf_path)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,15 +142,25 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
 
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "tokengate");
-    proxy.add_tcp(&s.listen);
-    if let Ok(addr) = s.listen.parse::<SocketAddr>() {
-        if !addr.ip().is_loopback() {
-            log::warn!(
-                "the token endpoint is served over plain HTTP on {addr}: client secrets and passwords cross the network in clear; set server.tls_cert and server.tls_key"
-            );
+    let scheme = match &s.tls {
+        Some(files) => {
+            let (cert, key) = tls::check(files).map_err(|e| e.to_string())?;
+            proxy
+                .add_tls(&s.listen, &cert, &key)
+                .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+            "https"
         }
-    }
+        None => {
+            proxy.add_tcp(&s.listen);
+            "http"
+        }
+    };
+    warn_about_exposure(&config);
     server.add_service(proxy);
+    if let Some(addr) = &s.metrics_listen {
+        server.add_service(ops_http::service(state.clone(), addr));
+        log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+    }
     server.add_service(background_service(
         "sweeper",
         Sweeper {
@@ -135,6 +168,6 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
             interval: config.store.sweep_interval,
         },
     ));
-    log::info!("tokengate listening on {} ({} threads)", s.listen, s.threads);
+    log::info!("tokengate listening on {scheme}://{} ({} threads)", s.listen, s.threads);
     server.run_forever()
 }

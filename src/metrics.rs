@@ -1,7 +1,83 @@
 //! Prometheus metrics of one gateway, in a registry owned by [`crate::state::AppState`] (no
 //! process-wide registry).
+//!
+//! Every labelled counter the request path touches is resolved once here, at construction: a
+//! request increments an `IntCounter` it finds by array index (no label hashing, no lock). Resolving
+//! them up front also makes every series appear at 0 from the first scrape, so `rate()` and
+//! alerts work before the first event.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::gateway::bearer::BearerError;
+use crate::oauth::grant_type::GrantType;
+use crate::oauth::policy::Mode;
+use crate::tokens::format::TokenFormat;
+use crate::tokens::service::{Outcome, RevokeCause};
+
+const GRANTS: [GrantType; 3] = GrantType::ALL;
+const FORMATS: [TokenFormat; 2] = [TokenFormat::Jwt, TokenFormat::Opaque];
+const MODES: [&str; 3] = ["single", "multi", "reused"];
+const CAUSES: [RevokeCause; 4] = [
+    RevokeCause::Request,
+    RevokeCause::Renewal,
+    RevokeCause::Cap,
+    RevokeCause::RefreshReuse,
+];
+const VALIDATION_RESULTS: [&str; 5] = ["ok", "missing", "malformed", "invalid", "insufficient_scope"];
+/// The endpoints that authenticate clients.
+pub const AUTH_ENDPOINTS: [&str; 3] = ["token", "revoke", "introspect"];
+
+/// The `cause` label of a revocation.
+pub fn cause_label(cause: RevokeCause) -> &'static str {
+    match cause {
+        RevokeCause::Request => "request",
+        RevokeCause::Renewal => "renewal",
+        RevokeCause::Cap => "cap",
+        RevokeCause::RefreshReuse => "refresh_reuse",
+    }
+}
+
+fn mode_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::New(Mode::Single) => 0,
+        Outcome::New(Mode::Multi) => 1,
+        Outcome::Reused => 2,
+    }
+}
+
+fn grant_index(grant: GrantType) -> usize {
+    match grant {
+        GrantType::ClientCredentials => 0,
+        GrantType::Password => 1,
+        GrantType::RefreshToken => 2,
+    }
+}
+
+fn format_index(format: TokenFormat) -> usize {
+    match format {
+        TokenFormat::Jwt => 0,
+        TokenFormat::Opaque => 1,
+    }
+}
+
+fn cause_index(cause: RevokeCause) -> usize {
+    match cause {
+        RevokeCause::Request => 0,
+        RevokeCause::Renewal => 1,
+        RevokeCause::Cap => 2,
+        RevokeCause::RefreshReuse => 3,
+    }
+}
+
+fn validation_index(result: Result<(), &BearerError>) -> usize {
+    match result {
+        Ok(()) => 0,
+        Err(BearerError::Missing) => 1,
+        Err(BearerError::Malformed(_)) => 2,
+        Err(BearerError::Invalid) => 3,
+        Err(BearerError::InsufficientScope(_)) => 4,
+    }
+}
 
 /// Every metric the gateway exports.
 pub struct Metrics {
@@ -15,12 +91,27 @@ pub struct Metrics {
     pub validations: IntCounterVec,
     /// `tokengate_config_reloads_total{result}`; result = ok | failed.
     pub config_reloads: IntCounterVec,
-    /// `tokengate_client_auth_failures_total`.
+    /// `tokengate_client_auth_failures_total{endpoint}`; endpoint = token | revoke | introspect.
     pub client_auth_failures: IntCounterVec,
     /// `tokengate_active_tokens`: access tokens in the index (set at scrape time).
     pub active_tokens: IntGauge,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
+    /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
+    issued: [[[IntCounter; 3]; 2]; 3],
+    revoked: [IntCounter; 4],
+    validated: [IntCounter; 5],
+    auth_failed: [IntCounter; 3],
+}
+
+/// `f(i)` for each index, collected into an array; stops at the first error.
+fn resolve<T, const N: usize>(
+    mut f: impl FnMut(usize) -> Result<T, prometheus::Error>,
+) -> Result<[T; N], prometheus::Error> {
+    let items: Vec<T> = (0..N).map(&mut f).collect::<Result<_, _>>()?;
+    items
+        .try_into()
+        .map_err(|_| prometheus::Error::Msg("label table size mismatch".into()))
 }
 
 impl Metrics {
@@ -36,7 +127,13 @@ impl Metrics {
             "Token answers by grant type, token format and renewal mode (reused = existing opaque token returned)",
             &["grant", "format", "mode"],
         )?;
-        let tokens_revoked = counter("tokengate_tokens_revoked_total", "Tokens revoked, by cause", &["cause"])?;
+        let tokens_revoked = counter(
+            "tokengate_tokens_revoked_total",
+            "Revocations by cause: one per access token replaced (renewal) or over the cap (cap), one per \
+             revocation request that revoked something (request), one per refresh token family revoked on reuse \
+             (refresh_reuse)",
+            &["cause"],
+        )?;
         let validations = counter(
             "tokengate_validations_total",
             "Bearer validations at the gateway, by result",
@@ -59,6 +156,21 @@ impl Metrics {
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
         )?;
         registry.register(Box::new(store_write_seconds.clone()))?;
+
+        let issued = resolve(|g| {
+            resolve(|f| {
+                resolve(|m| {
+                    tokens_issued.get_metric_with_label_values(&[GRANTS[g].as_str(), FORMATS[f].as_str(), MODES[m]])
+                })
+            })
+        })?;
+        let revoked = resolve(|i| tokens_revoked.get_metric_with_label_values(&[cause_label(CAUSES[i])]))?;
+        let validated = resolve(|i| validations.get_metric_with_label_values(&[VALIDATION_RESULTS[i]]))?;
+        let auth_failed = resolve(|i| client_auth_failures.get_metric_with_label_values(&[AUTH_ENDPOINTS[i]]))?;
+        // Present at 0 from the start like the others (the reload service increments them).
+        for result in ["ok", "failed"] {
+            config_reloads.get_metric_with_label_values(&[result])?;
+        }
         Ok(Metrics {
             registry,
             tokens_issued,
@@ -68,6 +180,91 @@ impl Metrics {
             client_auth_failures,
             active_tokens,
             store_write_seconds,
+            issued,
+            revoked,
+            validated,
+            auth_failed,
         })
+    }
+
+    /// Counts one token answer.
+    pub fn issued(&self, grant: GrantType, format: TokenFormat, outcome: Outcome) {
+        self.issued[grant_index(grant)][format_index(format)][mode_index(outcome)].inc();
+    }
+
+    /// Counts revocations.
+    pub fn revoked(&self, cause: RevokeCause, n: u64) {
+        if n > 0 {
+            self.revoked[cause_index(cause)].inc_by(n);
+        }
+    }
+
+    /// Counts one bearer validation at the gateway.
+    pub fn validated(&self, result: Result<(), &BearerError>) {
+        self.validated[validation_index(result)].inc();
+    }
+
+    /// Counts one failed client authentication; `endpoint` indexes [`AUTH_ENDPOINTS`].
+    pub fn client_auth_failed(&self, endpoint: usize) {
+        if let Some(c) = self.auth_failed.get(endpoint) {
+            c.inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric, with the gauges set to `active_tokens`.
+    pub fn render(&self, active_tokens: usize) -> Result<Vec<u8>, prometheus::Error> {
+        self.active_tokens.set(i64::try_from(active_tokens).unwrap_or(i64::MAX));
+        let mut out = Vec::with_capacity(8192);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.render(7).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_series_exists_from_the_start() {
+        let m = Metrics::new().unwrap();
+        let t = text(&m);
+        assert!(t.contains(r#"tokengate_tokens_issued_total{format="opaque",grant="refresh_token",mode="reused"} 0"#));
+        assert!(t.contains(r#"tokengate_tokens_revoked_total{cause="refresh_reuse"} 0"#));
+        assert!(t.contains(r#"tokengate_validations_total{result="insufficient_scope"} 0"#));
+        assert!(t.contains(r#"tokengate_client_auth_failures_total{endpoint="introspect"} 0"#));
+        assert!(t.contains("tokengate_active_tokens 7"));
+        assert!(t.contains("tokengate_store_write_seconds_count 0"));
+    }
+
+    #[test]
+    fn increments_land_on_their_labels() {
+        let m = Metrics::new().unwrap();
+        m.issued(GrantType::Password, TokenFormat::Jwt, Outcome::New(Mode::Multi));
+        m.issued(GrantType::ClientCredentials, TokenFormat::Opaque, Outcome::Reused);
+        m.revoked(RevokeCause::Cap, 2);
+        m.validated(Err(&BearerError::Invalid));
+        m.validated(Ok(()));
+        m.client_auth_failed(0);
+        let t = text(&m);
+        assert!(t.contains(r#"tokengate_tokens_issued_total{format="jwt",grant="password",mode="multi"} 1"#));
+        assert!(
+            t.contains(r#"tokengate_tokens_issued_total{format="opaque",grant="client_credentials",mode="reused"} 1"#)
+        );
+        assert!(t.contains(r#"tokengate_tokens_revoked_total{cause="cap"} 2"#));
+        assert!(t.contains(r#"tokengate_validations_total{result="invalid"} 1"#));
+        assert!(t.contains(r#"tokengate_validations_total{result="ok"} 1"#));
+        assert!(t.contains(r#"tokengate_client_auth_failures_total{endpoint="token"} 1"#));
+    }
+
+    #[test]
+    fn two_gateways_in_one_process_do_not_share_metrics() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.validated(Ok(()));
+        assert!(text(&b).contains(r#"tokengate_validations_total{result="ok"} 0"#));
     }
 }

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::oauth::documents;
 use crate::oauth::passwords;
 use crate::store::sqlite::SqliteStore;
+use crate::store::timed::TimedStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::index::TokenIndex;
 use crate::tokens::jwt::{JwtSigner, KeyError};
@@ -62,7 +63,9 @@ impl AppState {
     pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         let signer = JwtSigner::load_or_generate(&config.oauth.jwt_signing_key, config.oauth.jwt_algorithm)?;
         let codec = OpaqueCodec::load_or_create(&config.oauth.server_key)?;
-        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&config.store.path)?);
+        let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
+        let sqlite: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&config.store.path)?);
+        let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(sqlite, metrics.store_write_seconds.clone()));
         let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
         let (access, refresh) = tokens.restore().await?;
         log::info!(
@@ -72,7 +75,6 @@ impl AppState {
         let jwks = Bytes::from(tokens.signer().jwks().to_string());
         let dummy_password_hash =
             passwords::hash_password(&hex::encode(rand::random::<[u8; 16]>())).map_err(StartError::Other)?;
-        let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         Ok(Arc::new(AppState {
             live: ArcSwap::from_pointee(Live::new(config)),
             tokens,

@@ -131,17 +131,21 @@ impl Gateway {
                         body: &body,
                     };
                     let state = &self.state;
-                    match endpoint {
-                        Endpoint::Token => match token_endpoint::token(state, req).await {
-                            Ok(issued) => token_endpoint::success(&issued),
-                            Err(e) => e.reply(),
-                        },
-                        Endpoint::Revoke => endpoints::revoke(state, req)
-                            .await
-                            .map(|(r, _)| r)
-                            .unwrap_or_else(|e| e.reply()),
-                        _ => endpoints::introspect(state, req).await.unwrap_or_else(|e| e.reply()),
+                    // The index into metrics::AUTH_ENDPOINTS, and the answer.
+                    let (metric, result) = match endpoint {
+                        Endpoint::Token => (
+                            0,
+                            token_endpoint::token(state, req)
+                                .await
+                                .map(|issued| token_endpoint::success(&issued)),
+                        ),
+                        Endpoint::Revoke => (1, endpoints::revoke(state, req).await.map(|(r, _)| r)),
+                        _ => (2, endpoints::introspect(state, req).await),
+                    };
+                    if matches!(result, Err(OAuthError::InvalidClient)) {
+                        state.metrics.client_auth_failed(metric);
                     }
+                    result.unwrap_or_else(|e| e.reply())
                 }
             },
         };
@@ -187,7 +191,9 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            match bearer::authorize(&self.state.tokens, &live.config, route, header, now_ms()) {
+            let result = bearer::authorize(&self.state.tokens, &live.config, route, header, now_ms());
+            self.state.metrics.validated(result.as_ref().map(|_| ()));
+            match result {
                 Ok(rec) => ctx.identity = Some(rec),
                 Err(e) => return self.refuse(session, e.reply()).await,
             }

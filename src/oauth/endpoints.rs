@@ -7,6 +7,7 @@ use crate::state::AppState;
 use crate::tokens::lifecycle::Revoked;
 use crate::tokens::opaque::OpaqueKind;
 use crate::tokens::record::{now_ms, TokenState};
+use crate::tokens::service::RevokeCause;
 
 /// Longest `token` parameter accepted.
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -25,6 +26,9 @@ pub async fn revoke(state: &AppState, req: EndpointRequest<'_>) -> Result<(Reply
     let (form, client) = authenticate(&live.config, &req)?;
     let token = token_param(&form)?;
     let what = state.tokens.revoke(&client.id, token).await.map_err(service_error)?;
+    if what != Revoked::Nothing {
+        state.metrics.revoked(RevokeCause::Request, 1);
+    }
     Ok((Reply::empty(200), what))
 }
 

@@ -7,10 +7,12 @@ use super::form::{self, Form};
 use super::grant_type::GrantType;
 use super::passwords;
 use crate::config::model::Client;
+use crate::metrics::Metrics;
 use crate::reply::Reply;
 use crate::state::AppState;
+use crate::tokens::format::TokenFormat;
 use crate::tokens::key::ScopeSet;
-use crate::tokens::service::{IssueParams, Issued, ServiceError};
+use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
 /// Longest username accepted.
 pub const MAX_USERNAME_BYTES: usize = 256;
@@ -91,7 +93,22 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
             state.tokens.refresh(refresh_token, scope.as_ref(), params).await
         }
     };
+    count(&state.metrics, grant, client.token_format, &result);
     result.map_err(service_error)
+}
+
+/// Counts an engine answer: the token handed out and the revocations it caused.
+fn count(metrics: &Metrics, grant: GrantType, format: TokenFormat, result: &Result<Issued, ServiceError>) {
+    match result {
+        Ok(issued) => {
+            metrics.issued(grant, format, issued.outcome);
+            for cause in &issued.revoked {
+                metrics.revoked(*cause, 1);
+            }
+        }
+        Err(ServiceError::RefreshReuse) => metrics.revoked(RevokeCause::RefreshReuse, 1),
+        Err(_) => {}
+    }
 }
 
 /// The success answer of RFC 6749 section 5.1.
@@ -114,6 +131,7 @@ pub fn service_error(e: ServiceError) -> OAuthError {
         ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
         ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
         ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
+        ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
         ServiceError::Store(_) | ServiceError::Sign(_) => {
             log::error!("token request failed: {e}");
             OAuthError::ServerError

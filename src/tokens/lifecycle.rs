@@ -72,9 +72,7 @@ impl TokenService {
                         "refresh token reuse by client {:?}: its token family is revoked",
                         params.client_id
                     );
-                    return Err(ServiceError::InvalidGrant(
-                        "the refresh token was already used; its token family is revoked",
-                    ));
+                    return Err(ServiceError::RefreshReuse);
                 }
                 TokenState::Active if rec.expires_at_ms > now_ms() => {}
                 _ => {

@@ -86,6 +86,9 @@ pub enum ServiceError {
     InvalidScope(&'static str),
     #[error("the token was not issued to this client")]
     NotOwner,
+    /// A spent refresh token was presented again: its whole family has been revoked.
+    #[error("the refresh token was already used; its token family is revoked")]
+    RefreshReuse,
 }
 
 /// A state change to a live token.

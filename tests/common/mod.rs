@@ -89,6 +89,11 @@ pub fn config_text(port: u16, setup: &Setup) -> String {
     )
 }
 
+/// `config` with `lines` (TOML keys) added to its `[server]` table.
+pub fn with_server_lines(config: &str, lines: &str) -> String {
+    config.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1)
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Option<Child>,
@@ -112,25 +117,41 @@ impl Gateway {
 
     /// Starts the binary on the config already written in `dir`.
     pub fn start_in(dir: tempfile::TempDir, port: u16) -> Gateway {
+        Gateway::launch(dir, port, "http", None, "tokengate=debug,warn")
+    }
+
+    /// Starts the binary on a config in `dir` whose listener speaks HTTPS with a certificate for
+    /// 127.0.0.1 that `ca_pem` (PEM) vouches for; `gw.http` trusts it.
+    pub fn start_in_tls(dir: tempfile::TempDir, port: u16, ca_pem: &str) -> Gateway {
+        Gateway::launch(dir, port, "https", Some(ca_pem), "tokengate=debug,warn")
+    }
+
+    /// Starts the binary with `RUST_LOG` set to `rust_log`.
+    pub fn start_in_logging(dir: tempfile::TempDir, port: u16, rust_log: &str) -> Gateway {
+        Gateway::launch(dir, port, "http", None, rust_log)
+    }
+
+    fn launch(dir: tempfile::TempDir, port: u16, scheme: &str, ca_pem: Option<&str>, rust_log: &str) -> Gateway {
         let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
         let child = Command::new(bin())
             .arg("--conf")
             .arg(dir.path().join("gateway.toml"))
-            .env("RUST_LOG", "tokengate=debug,warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn tokengate");
-        let http = Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        let mut http = Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA certificate");
+            http = http.add_root_certificate(ca).https_only(true);
+        }
         let gw = Gateway {
             child: Some(child),
             port,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             dir,
-            http,
+            http: http.build().expect("client"),
         };
         gw.wait_ready();
         gw

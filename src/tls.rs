@@ -1,0 +1,133 @@
+//! The HTTPS listener's certificate and key. They are checked here, before pingora loads them
+//! (pingora panics on a bad file when the listener starts), so `--check` and the start report a
+//! one-line reason naming the setting instead.
+
+use std::path::Path;
+
+use pingora::tls::{load_certs_and_key_files, load_pem_file_ca, load_pem_file_private_key, ServerConfig};
+
+use crate::config::model::TlsFiles;
+
+/// Why the certificate or key cannot serve HTTPS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: {path}: {source}")]
+    Unreadable {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{key}: {path}: the path is not valid UTF-8")]
+    NotUtf8 { key: &'static str, path: String },
+    #[error("server.tls_cert: {0}: no PEM certificate found")]
+    NoCertificate(String),
+    #[error("server.tls_key: {0}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found")]
+    NoKey(String),
+    #[error("server.tls_cert/tls_key: {0}")]
+    Unusable(String),
+}
+
+fn utf8_path<'a>(key: &'static str, path: &'a Path) -> Result<&'a str, TlsError> {
+    let text = path.to_str().ok_or_else(|| TlsError::NotUtf8 {
+        key,
+        path: path.display().to_string(),
+    })?;
+    std::fs::metadata(path)
+        .and_then(|m| {
+            if m.is_file() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a file"))
+            }
+        })
+        .map_err(|source| TlsError::Unreadable {
+            key,
+            path: text.to_string(),
+            source,
+        })?;
+    Ok(text)
+}
+
+/// Checks that the PEM files hold a certificate chain and the private key that matches it.
+/// Returns the (certificate, key) paths as the strings pingora takes.
+pub fn check(files: &TlsFiles) -> Result<(String, String), TlsError> {
+    let cert = utf8_path("server.tls_cert", &files.cert)?.to_string();
+    let key = utf8_path("server.tls_key", &files.key)?.to_string();
+    if load_pem_file_ca(&cert).map_or(true, |c| c.is_empty()) {
+        return Err(TlsError::NoCertificate(cert));
+    }
+    if load_pem_file_private_key(&key).map_or(true, |k| k.is_empty()) {
+        return Err(TlsError::NoKey(key));
+    }
+    let (chain, private_key) = load_certs_and_key_files(&cert, &key)
+        .map_err(|e| TlsError::Unusable(e.to_string()))?
+        .ok_or_else(|| TlsError::Unusable("no certificate and key pair found".into()))?;
+    // The same provider pingora installs when it builds the listener.
+    pingora::tls::install_default_crypto_provider();
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| TlsError::Unusable(e.to_string()))?;
+    Ok((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(dir: &Path, name: &str) -> TlsFiles {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}-cert.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&files.cert, c.cert.pem()).unwrap();
+        std::fs::write(&files.key, c.signing_key.serialize_pem()).unwrap();
+        files
+    }
+
+    #[test]
+    fn accepts_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = pair(dir.path(), "a");
+        assert!(check(&files).is_ok());
+    }
+
+    #[test]
+    fn names_the_setting_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = pair(dir.path(), "a");
+        let b = pair(dir.path(), "b");
+
+        let missing = TlsFiles {
+            cert: dir.path().join("nope.pem"),
+            key: a.key.clone(),
+        };
+        assert!(check(&missing)
+            .unwrap_err()
+            .to_string()
+            .starts_with("server.tls_cert: "));
+
+        let swapped = TlsFiles {
+            cert: a.key.clone(),
+            key: a.cert.clone(),
+        };
+        assert!(matches!(check(&swapped), Err(TlsError::NoCertificate(_))));
+
+        let no_key = TlsFiles {
+            cert: a.cert.clone(),
+            key: a.cert.clone(),
+        };
+        assert!(matches!(check(&no_key), Err(TlsError::NoKey(_))));
+
+        let mismatched = TlsFiles {
+            cert: a.cert.clone(),
+            key: b.key.clone(),
+        };
+        assert!(
+            matches!(check(&mismatched), Err(TlsError::Unusable(_))),
+            "{:?}",
+            check(&mismatched)
+        );
+    }
+}

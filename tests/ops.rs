@@ -1,0 +1,188 @@
+//! Operations: the metrics and health listener, HTTPS on the gateway's listener, and the warning
+//! about plain HTTP on a public address.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{at, Gateway, Setup};
+
+/// A gateway whose `[server]` also has `lines`.
+fn start_with_server(setup: &Setup, lines: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = common::with_server_lines(&common::config_text(port, setup), lines);
+    common::write(&dir.path().join("gateway.toml"), &text);
+    Gateway::start_in(dir, port)
+}
+
+fn get(url: &str) -> (u16, String) {
+    let r = reqwest::blocking::get(url).expect("GET");
+    (r.status().as_u16(), r.text().expect("body"))
+}
+
+/// The value of one exact series (`name{labels}` as Prometheus renders it) in a scrape.
+fn value(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
+        .parse()
+        .unwrap()
+}
+
+fn issued(grant: &str, format: &str, mode: &str) -> String {
+    format!(r#"tokengate_tokens_issued_total{{format="{format}",grant="{grant}",mode="{mode}"}}"#)
+}
+
+#[test]
+fn metrics_count_what_the_gateway_did() {
+    let mport = common::free_port();
+    let setup = Setup::policy("enable = true\nmax_active_tokens = 2", "");
+    let gw = start_with_server(&setup, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    let ops = format!("http://127.0.0.1:{mport}");
+    gw.eventually(30, "the metrics listener", || {
+        reqwest::blocking::get(format!("{ops}/healthz")).is_ok_and(|r| r.status() == 200)
+    });
+    assert_eq!(get(&format!("{ops}/healthz")), (200, "ok\n".to_string()));
+    assert_eq!(get(&format!("{ops}/nope")).0, 404);
+    let post = reqwest::blocking::Client::new()
+        .post(format!("{ops}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(post.status(), 405);
+
+    // JWT client_credentials is multi with a cap of 2: the third token revokes the first.
+    let jwt: Vec<_> = (0..3).map(|_| gw.cc("jwt-app")).collect();
+    // Opaque single: the second request gets the same token back.
+    let o1 = gw.cc("opaque-app");
+    gw.cc("opaque-app");
+    // JWT password is single: the second token revokes the first.
+    gw.password("jwt-app", "alice");
+    let p2 = gw.password("jwt-app", "alice");
+    let r2 = p2["refresh_token"].as_str().unwrap().to_string();
+    gw.token_ok("jwt-app", &[("grant_type", "refresh_token"), ("refresh_token", &r2)]);
+    let reuse = gw.token("jwt-app", &[("grant_type", "refresh_token"), ("refresh_token", &r2)]);
+    assert_eq!(reuse.status(), 400);
+    assert_eq!(gw.revoke("opaque-app", at(&o1)), 200);
+    assert_eq!(
+        gw.revoke("opaque-app", at(&o1)),
+        200,
+        "nothing left to revoke: not counted"
+    );
+    let wrong = gw
+        .http
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth("jwt-app", Some("wrong-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    // Validations.
+    assert_eq!(gw.api(&jwt[2]), 200);
+    assert_eq!(gw.api(&jwt[0]), 401);
+    let narrow = gw.cc_scope("jwt-app", "a");
+    assert_eq!(gw.call("/scoped/x", at(&narrow)), 403);
+    assert_eq!(gw.call("/api/x", "a b"), 400);
+    let missing = gw.http.get(format!("{}/api/x", gw.base)).send().unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        gw.http.get(format!("{}/public/x", gw.base)).send().unwrap().status(),
+        200
+    );
+
+    let (status, m) = get(&format!("{ops}/metrics"));
+    assert_eq!(status, 200);
+    assert_eq!(value(&m, &issued("client_credentials", "jwt", "multi")), 4.0);
+    assert_eq!(value(&m, &issued("client_credentials", "opaque", "single")), 1.0);
+    assert_eq!(value(&m, &issued("client_credentials", "opaque", "reused")), 1.0);
+    assert_eq!(value(&m, &issued("password", "jwt", "single")), 2.0);
+    assert_eq!(value(&m, &issued("refresh_token", "jwt", "single")), 1.0);
+    assert_eq!(value(&m, &issued("password", "opaque", "single")), 0.0);
+    let revoked = |cause: &str| value(&m, &format!(r#"tokengate_tokens_revoked_total{{cause="{cause}"}}"#));
+    assert_eq!(revoked("cap"), 1.0);
+    assert_eq!(revoked("renewal"), 1.0);
+    assert_eq!(revoked("refresh_reuse"), 1.0);
+    assert_eq!(revoked("request"), 1.0);
+    let validations = |result: &str| value(&m, &format!(r#"tokengate_validations_total{{result="{result}"}}"#));
+    assert_eq!(validations("ok"), 1.0);
+    assert_eq!(validations("invalid"), 1.0);
+    assert_eq!(validations("insufficient_scope"), 1.0);
+    assert_eq!(validations("malformed"), 1.0);
+    assert_eq!(validations("missing"), 1.0, "the public route is not a validation");
+    assert_eq!(
+        value(&m, r#"tokengate_client_auth_failures_total{endpoint="token"}"#),
+        1.0
+    );
+    assert_eq!(value(&m, r#"tokengate_config_reloads_total{result="ok"}"#), 0.0);
+    // jwt[1], jwt[2] and narrow are live; the reuse revoked the refreshed password token too.
+    assert_eq!(value(&m, "tokengate_active_tokens"), 3.0);
+    assert!(value(&m, "tokengate_store_write_seconds_count") >= 8.0);
+    assert!(m.contains("# TYPE tokengate_store_write_seconds histogram"));
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+#[test]
+fn tokens_over_https() {
+    let (cert, key) = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    common::write(&dir.path().join("cert.pem"), &cert);
+    common::write(&dir.path().join("key.pem"), &key);
+    let port = common::free_port();
+    let text = common::config_text(port, &Setup::default()).replace("issuer = \"http://", "issuer = \"https://");
+    let text = common::with_server_lines(&text, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    common::write(&dir.path().join("gateway.toml"), &text);
+    let gw = Gateway::start_in_tls(dir, port, &cert);
+    assert!(gw.base.starts_with("https://"));
+
+    let t = gw.cc("jwt-app");
+    assert_eq!(gw.api(&t), 200, "a token got over HTTPS opens the API over HTTPS");
+    let p = gw.password("opaque-app", "alice");
+    assert_eq!(gw.introspect("opaque-app", at(&p))["active"], true);
+    let meta: serde_json::Value = gw
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", gw.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        meta["token_endpoint"].as_str().unwrap().starts_with("https://"),
+        "{meta}"
+    );
+
+    // Plain HTTP on the HTTPS port never gets an answer.
+    let plain = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/oauth2/token"))
+        .basic_auth("jwt-app", Some(common::SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+    let log = gw.log();
+    assert!(log.contains("listening on https://"), "{log}");
+    assert!(!log.contains("plain HTTP"), "{log}");
+}
+
+#[test]
+fn plain_http_on_a_public_address_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = common::config_text(port, &Setup::default()).replacen(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("listen = \"0.0.0.0:{port}\""),
+        1,
+    );
+    common::write(&dir.path().join("gateway.toml"), &text);
+    let gw = Gateway::start_in(dir, port);
+    let log = gw.log();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("plain HTTP on 0.0.0.0"), "{log}");
+
+    let loopback = Gateway::start(Setup::default());
+    assert!(!loopback.log().contains("plain HTTP"), "{}", loopback.log());
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Load harness: tokengate against a bare pingora passthrough, nginx as the upstream, wrk as the
+# client, alternating rounds so every scenario sees the same machine conditions.
+#
+#   benches/load/run.sh [SECONDS_PER_RUN=10] [ROUNDS=3]      env: CONNS=32 THREADS=1
+#
+# Prints requests/s (median of the rounds) and p99 per scenario, then the ratios the
+# performance targets are about. Absolute figures vary by machine; ratios come from one run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DUR=${1:-10}
+ROUNDS=${2:-3}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+scripts/deps.sh
+cargo build --release --locked --bin tokengate --example passthrough 2>&1 | tail -1
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+UP=18081
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
+  uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
+}
+NGINX
+"$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
+./target/release/examples/passthrough 127.0.0.1:18082 127.0.0.1:$UP "$THREADS" 2>"$work/passthrough.log" & pids+=($!)
+
+SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
+gateway() { # name port algorithm enable
+  local dir="$work/$1"; mkdir -p "$dir"
+  cat > "$dir/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+threads = $THREADS
+data_dir = "data"
+[store]
+sweep_interval_secs = 3600
+[oauth]
+issuer = "http://127.0.0.1:$2"
+jwt_algorithm = "$3"
+[oauth.jwt.renew_token_without_revoking_existing]
+enable = $4
+[oauth.opaque.renew_token_without_revoking_existing]
+enable = $4
+[[clients]]
+id = "jwt-app"
+secret_sha256 = "$SECRET_SHA"
+token_type = "jwt"
+grant_types = ["client_credentials"]
+scopes = ["orders:read"]
+[[clients]]
+id = "opaque-app"
+secret_sha256 = "$SECRET_SHA"
+token_type = "opaque"
+grant_types = ["client_credentials"]
+scopes = ["orders:read"]
+[[routes]]
+path_prefix = "/api"
+upstream = "127.0.0.1:$UP"
+scopes = ["orders:read"]
+[[routes]]
+path_prefix = "/public"
+upstream = "127.0.0.1:$UP"
+auth = false
+TOML
+  RUST_LOG=warn ./target/release/tokengate --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
+}
+gateway single 18090 RS256 false
+gateway multi 18091 RS256 true
+gateway es256 18092 ES256 true
+gateway eddsa 18093 EdDSA true
+
+for port in 18081 18082 18090 18091 18092 18093; do
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/.well-known/oauth-authorization-server" && break
+    sleep 0.1
+  done
+done
+token() { curl -s -u "$2:demo-secret" -d grant_type=client_credentials "http://127.0.0.1:$1/oauth2/token" |
+  sed 's/.*"access_token":"\([^"]*\)".*/\1/'; }
+OPAQUE=$(token 18090 opaque-app)
+JWT=$(token 18090 jwt-app)
+BASIC_JWT=$(printf 'jwt-app:demo-secret' | base64)
+BASIC_OPAQUE=$(printf 'opaque-app:demo-secret' | base64)
+
+# name | url | lua script | env
+scenarios=(
+  "passthrough (bare pingora)|http://127.0.0.1:18082/public/x||"
+  "public route|http://127.0.0.1:18090/public/x||"
+  "opaque bearer route|http://127.0.0.1:18090/api/x|bearer.lua|TOKEN=$OPAQUE"
+  "JWT bearer route|http://127.0.0.1:18090/api/x|bearer.lua|TOKEN=$JWT"
+  "metadata (static local answer)|http://127.0.0.1:18090/.well-known/oauth-authorization-server||"
+  "issue opaque cc single|http://127.0.0.1:18090/oauth2/token|token.lua|BASIC=$BASIC_OPAQUE"
+  "issue opaque cc multi (durable)|http://127.0.0.1:18091/oauth2/token|token.lua|BASIC=$BASIC_OPAQUE"
+  "issue JWT RS256 cc single|http://127.0.0.1:18090/oauth2/token|token.lua|BASIC=$BASIC_JWT"
+  "issue JWT RS256 cc multi|http://127.0.0.1:18091/oauth2/token|token.lua|BASIC=$BASIC_JWT"
+  "issue JWT ES256 cc multi|http://127.0.0.1:18092/oauth2/token|token.lua|BASIC=$BASIC_JWT"
+  "issue JWT EdDSA cc multi|http://127.0.0.1:18093/oauth2/token|token.lua|BASIC=$BASIC_JWT"
+)
+
+results="$work/results"
+: > "$results"
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+for round in $(seq 1 "$ROUNDS"); do
+  for i in "${!scenarios[@]}"; do
+    IFS='|' read -r name url script envs <<<"${scenarios[$i]}"
+    args=(-t1 "-c$CONNS" "-d${DUR}s" --latency)
+    [ -n "$script" ] && args+=(-s "benches/load/$script")
+    out=$(env $envs wrk "${args[@]}" "$url")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    errs=$(awk '/Non-2xx/ {print $5}' <<<"$out"); errs=${errs:-0}
+    echo "$i|$rps|$p99|$errs" >> "$results"
+    printf 'round %d  %-34s %10s req/s  p99 %8s ms  non-2xx %s\n' "$round" "$name" "$rps" "$p99" "$errs" >&2
+  done
+done
+
+echo
+echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream"
+printf '%-34s %12s %10s %8s\n' scenario "req/s (med)" "p99 ms" non-2xx
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+declare -A RPS
+for i in "${!scenarios[@]}"; do
+  IFS='|' read -r name _ <<<"${scenarios[$i]}"
+  rps=$(awk -F'|' -v i="$i" '$1 == i {print $2}' "$results" | median)
+  p99=$(awk -F'|' -v i="$i" '$1 == i {print $3}' "$results" | median)
+  errs=$(awk -F'|' -v i="$i" '$1 == i {s += $4} END {print s + 0}' "$results")
+  RPS[$i]=$rps
+  printf '%-34s %12.0f %10.3f %8s\n' "$name" "$rps" "$p99" "$errs"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "opaque bearer / public route       $(ratio "${RPS[2]}" "${RPS[1]}")   (target >= 0.97)"
+echo "JWT bearer / public route          $(ratio "${RPS[3]}" "${RPS[1]}")   (target >= 0.97)"
+echo "public route / bare passthrough    $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 1.10)"
+echo "durable opaque issuance / metadata $(ratio "${RPS[6]}" "${RPS[4]}")   (target >= 0.80)"
+echo "ES256 issuance / metadata          $(ratio "${RPS[9]}" "${RPS[4]}")   (target >= 0.60)"
+echo "EdDSA issuance / metadata          $(ratio "${RPS[10]}" "${RPS[4]}")   (target >= 0.60)"
+if command -v openssl >/dev/null; then
+  sign=$(openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}')
+  [ -n "$sign" ] && echo "RS256 multi issuance / openssl rsa2048 sign/s ($sign) $(ratio "${RPS[8]}" "$sign")   (target >= 0.80)"
+fi

@@ -30,7 +30,11 @@ fn locks_after_max_failures_within_the_window_and_unlocks_after_the_duration() {
     let (l, lim, t0) = (Lockout::default(), limits(3), Instant::now());
     for i in 0..2 {
         l.record_failure(&lim, APP, t0 + secs(i));
-        assert_eq!(retry(l.check(&lim, APP, t0 + secs(i))), None, "failure {i} is under the limit");
+        assert_eq!(
+            retry(l.check(&lim, APP, t0 + secs(i))),
+            None,
+            "failure {i} is under the limit"
+        );
     }
     l.record_failure(&lim, APP, t0 + secs(10));
     assert_eq!(retry(l.check(&lim, APP, t0 + secs(10))), Some(30));
@@ -74,11 +78,7 @@ fn subjects_are_counted_apart() {
         l.record_failure(&lim, APP, t0);
     }
     assert!(l.check(&lim, APP, t0).is_err());
-    for other in [
-        Subject::Client("other"),
-        Subject::User("app"),
-        Subject::Address(ip),
-    ] {
+    for other in [Subject::Client("other"), Subject::User("app"), Subject::Address(ip)] {
         assert_eq!(retry(l.check(&lim, other, t0)), None, "{other:?}");
     }
     for _ in 0..2 {

@@ -12,6 +12,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
+use super::limits;
 use super::routes::Route;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
@@ -129,6 +130,7 @@ impl Gateway {
                         authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
                         content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
                         body: &body,
+                        peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
                     };
                     let state = &self.state;
                     match endpoint {
@@ -171,6 +173,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(reply) = limits::check_head(session.req_header()) {
+            return self.refuse(session, reply).await;
+        }
         if let Some(endpoint) = endpoint_of(session.req_header().uri.path()) {
             self.serve_endpoint(session, endpoint).await?;
             return Ok(true);

@@ -69,8 +69,11 @@ mod tests {
     fn large_heads_are_431() {
         let big = "x".repeat(MAX_HEAD_BYTES);
         assert_eq!(check_head(&head("/api", &[("X-Junk", &big)])).unwrap().status, 431);
-        let long_path = format!("/api/{big}");
-        assert_eq!(check_head(&head(&long_path, &[])).unwrap().status, 431);
+        // The target counts too (the http crate itself refuses one of 64 KiB or more).
+        let long_path = format!("/api/{}", &big[..60_000]);
+        assert_eq!(check_head(&head(&long_path, &[])), None);
+        let r = check_head(&head(&long_path, &[("X-A", &big[..6_000])]));
+        assert_eq!(r.unwrap().status, 431);
         let many: Vec<(&str, &str)> = (0..100).map(|_| ("X-A", &big[..1000])).collect();
         assert_eq!(check_head(&head("/api", &many)).unwrap().status, 431);
     }

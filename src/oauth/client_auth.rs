@@ -12,7 +12,6 @@
 //! Malformed headers are `invalid_request` (400); a scheme other than Basic is an unsupported
 //! authentication method, `invalid_client` (401, RFC 6749 section 5.2).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
@@ -39,13 +38,9 @@ fn bad(msg: &str) -> OAuthError {
     OAuthError::InvalidRequest(msg.into())
 }
 
-/// `application/x-www-form-urlencoded` decoding of one Basic credential part.
+/// `application/x-www-form-urlencoded` decoding of one Basic credential part (RFC 6749 2.3.1).
 fn form_decode(part: &str) -> Result<String, OAuthError> {
-    let plus = part.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .map(Cow::into_owned)
-        .map_err(|_| bad("Basic credentials must be UTF-8"))
+    super::form::decode_component(part.as_bytes()).map_err(|_| bad("Basic credentials must be UTF-8"))
 }
 
 /// Parses an `Authorization: Basic ...` header value.

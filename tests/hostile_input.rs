@@ -201,6 +201,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Some((401, ic)),
         ),
         (
+            "empty Bearer at the token endpoint",
+            Raw::post("/oauth2/token").header("Authorization", "Bearer").form(cc),
+            Some((401, ic)),
+        ),
+        (
+            "Basic without credentials",
+            Raw::post("/oauth2/token").header("Authorization", "Basic").form(cc),
+            Some((400, ir)),
+        ),
+        (
             "Basic with bad Base64",
             Raw::post("/oauth2/token").header("Authorization", "Basic !!!").form(cc),
             Some((400, ir)),

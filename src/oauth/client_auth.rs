@@ -46,9 +46,7 @@ fn form_decode(part: &str) -> Result<String, OAuthError> {
 /// Parses an `Authorization: Basic ...` header value.
 pub fn parse_basic(header: &[u8]) -> Result<Credentials, OAuthError> {
     let text = std::str::from_utf8(header).map_err(|_| bad("Authorization header must be ASCII"))?;
-    let (scheme, rest) = text
-        .split_once(' ')
-        .ok_or_else(|| bad("malformed Authorization header"))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::InvalidClient);
     }
@@ -159,6 +157,8 @@ mod tests {
             "another scheme"
         );
         assert_eq!(parse_basic(b"Digest a=b"), Err(OAuthError::InvalidClient));
+        assert_eq!(parse_basic(b"Bearer"), Err(OAuthError::InvalidClient));
+        assert_eq!(parse_basic(b""), Err(OAuthError::InvalidClient));
         assert!(parse_basic(&basic("\u{0}:\u{0}")).is_ok());
     }
 

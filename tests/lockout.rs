@@ -169,3 +169,61 @@ fn on_by_default_and_off_with_zero() {
     }
     assert_eq!(cc(&gw, "127.0.0.9", "jwt-app", SECRET), 200);
 }
+
+/// In-process: the failures show in the metric of their endpoint, and the counters live beside
+/// the config, so a reload that keeps the lockout on keeps who is locked out.
+#[test]
+fn failures_are_counted_per_endpoint_and_survive_a_config_swap() {
+    use base64::Engine;
+    use tokengate::oauth::errors::OAuthError;
+    use tokengate::oauth::token_endpoint::{authenticate, EndpointRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = |max: u32| {
+        format!(
+            "[server]\ndata_dir = \"data\"\n[oauth]\njwt_algorithm = \"EdDSA\"\nlockout_max_failures = {max}\n\
+             [[clients]]\nid = \"c\"\nsecret_sha256 = \"{}\"\ngrant_types = [\"client_credentials\"]\n",
+            common::SECRET_SHA256
+        )
+    };
+    let config = |max| tokengate::config::parse_str(&text(max), dir.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = rt.block_on(tokengate::state::AppState::start(config(2))).unwrap();
+    let auth = |secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("c:{secret}"))
+        )
+    };
+    let (wrong, right) = (auth("wrong"), auth(SECRET));
+    let failures = |endpoint: &str| state.metrics.client_auth_failures.with_label_values(&[endpoint]).get();
+    let run = |authorization: &str, endpoint| {
+        let live = state.live();
+        let req = EndpointRequest {
+            authorization: Some(authorization.as_bytes()),
+            content_type: Some(b"application/x-www-form-urlencoded"),
+            body: b"token=x",
+            peer: Some("192.0.2.1".parse().unwrap()),
+        };
+        authenticate(&state, &live.config, &req, endpoint).map(|_| ())
+    };
+
+    assert_eq!(run(&wrong, "revoke"), Err(OAuthError::InvalidClient));
+    assert_eq!(run(&wrong, "introspect"), Err(OAuthError::InvalidClient));
+    assert_eq!(
+        (failures("revoke"), failures("introspect"), failures("token")),
+        (1, 1, 0)
+    );
+    assert!(matches!(run(&right, "token"), Err(OAuthError::TooManyRequests { .. })));
+
+    state.replace_config(config(5));
+    assert!(
+        matches!(run(&right, "token"), Err(OAuthError::TooManyRequests { .. })),
+        "still locked"
+    );
+    state.replace_config(config(0));
+    assert_eq!(run(&right, "token"), Ok(()), "the lockout turned off applies at once");
+}

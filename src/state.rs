@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::documents;
+use crate::oauth::lockout::Lockout;
 use crate::oauth::passwords;
 use crate::store::sqlite::SqliteStore;
 use crate::store::timed::TimedStore;
@@ -56,6 +57,10 @@ pub struct AppState {
     /// costs the same time as a wrong password.
     pub dummy_password_hash: String,
     pub metrics: Metrics,
+    /// Brute-force counters of the OAuth endpoints; outside `Live` so a reload keeps them.
+    pub lockout: Lockout,
+    /// Permits for concurrent argon2 checks (each holds ~19 MiB and a core for tens of ms).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -81,6 +86,10 @@ impl AppState {
             jwks,
             dummy_password_hash,
             metrics,
+            lockout: Lockout::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }))
     }
 

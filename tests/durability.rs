@@ -40,7 +40,7 @@ fn sigkill_mid_burst_loses_no_acknowledged_token_or_revocation() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    if n % 3 == 0 && !mine.is_empty() {
+                    if n.is_multiple_of(3) && !mine.is_empty() {
                         let victim = mine.remove(0);
                         let r = http
                             .post(revoke_url)

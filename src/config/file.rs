@@ -71,6 +71,16 @@ pub struct OAuthSection {
     pub jwt_algorithm: Option<String>,
     /// Secret for opaque token tags (32+ random bytes, hex or raw). Default `<data_dir>/server.key`.
     pub server_key: Option<String>,
+    /// Failed authentications of one key (client id, client address or username) within
+    /// `lockout_window_secs` that lock the key out. Default 10; 0 turns the lockout off.
+    pub lockout_max_failures: Option<u32>,
+    /// Length of the window failures are counted in. Default 60.
+    pub lockout_window_secs: Option<u64>,
+    /// How long a locked-out key is answered 429. Default 60.
+    pub lockout_secs: Option<u64>,
+    /// Whether failures are also counted per client address. Default true; turn it off behind a
+    /// reverse proxy, where every client shares the proxy's address.
+    pub lockout_by_address: Option<bool>,
     #[serde(default)]
     pub jwt: FormatSection,
     #[serde(default)]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{ClientEntry, FileConfig, RenewSection, RouteEntry};
-use super::model::{Client, Config, OAuthSettings, ServerSettings, StoreSettings, TlsFiles, User};
+use super::file::{ClientEntry, FileConfig, OAuthSection, RenewSection, RouteEntry};
+use super::model::{Client, Config, LockoutSettings, OAuthSettings, ServerSettings, StoreSettings, TlsFiles, User};
 use crate::gateway::routes::{Route, RouteTable};
 use crate::oauth::grant_type::{GrantSet, GrantType};
 use crate::oauth::policy::RenewPolicy;
@@ -36,6 +36,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 const TYPOGRAPHIC_QUOTES: [char; 4] = ['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
 
 /// Reads and validates the file at `path`; relative paths inside resolve against its folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -140,6 +141,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             return Err(invalid(key, format!("must be between 1 and {MAX_TTL_SECS}")));
         }
     }
+    let lockout = lockout_settings(&o)?;
     let alg_name = o.jwt_algorithm.unwrap_or_else(|| "RS256".to_string());
     let jwt_algorithm = JwtAlgorithm::parse(&alg_name).ok_or_else(|| {
         invalid(
@@ -163,6 +165,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| data_dir.join("server.key")),
         jwt_policy: renew_policy("oauth.jwt", o.jwt.renew_token_without_revoking_existing)?,
         opaque_policy: renew_policy("oauth.opaque", o.opaque.renew_token_without_revoking_existing)?,
+        lockout,
     };
 
     let mut clients = HashMap::new();
@@ -237,6 +240,21 @@ fn grant_list(key: &str, names: &[String]) -> Result<GrantSet, ConfigError> {
         set.insert(grant);
     }
     Ok(set)
+}
+
+fn lockout_settings(o: &OAuthSection) -> Result<LockoutSettings, ConfigError> {
+    let d = LockoutSettings::default();
+    let secs = |key: &str, v: Option<u64>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) if (1..=MAX_LOCKOUT_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(_) => Err(invalid(key, format!("must be between 1 and {MAX_LOCKOUT_SECS}"))),
+    };
+    Ok(LockoutSettings {
+        max_failures: o.lockout_max_failures.unwrap_or(d.max_failures),
+        window: secs("oauth.lockout_window_secs", o.lockout_window_secs, d.window)?,
+        duration: secs("oauth.lockout_secs", o.lockout_secs, d.duration)?,
+        by_address: o.lockout_by_address.unwrap_or(d.by_address),
+    })
 }
 
 fn renew_policy(prefix: &str, section: Option<RenewSection>) -> Result<RenewPolicy, ConfigError> {

@@ -64,6 +64,31 @@ pub struct OAuthSettings {
     pub server_key: PathBuf,
     pub jwt_policy: RenewPolicy,
     pub opaque_policy: RenewPolicy,
+    pub lockout: LockoutSettings,
+}
+
+/// Brute-force lockout of the OAuth endpoints (`oauth.lockout_*`). Applies live: the counters
+/// live in the app state and read these numbers on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Failures within `window` that lock a key out; 0 = the lockout is off.
+    pub max_failures: u32,
+    pub window: Duration,
+    /// How long a locked-out key is refused.
+    pub duration: Duration,
+    /// Whether failures are also counted per client address.
+    pub by_address: bool,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> LockoutSettings {
+        LockoutSettings {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(60),
+            by_address: true,
+        }
+    }
 }
 
 impl OAuthSettings {

@@ -46,6 +46,20 @@ fn defaults_apply_when_sections_are_absent() {
 }
 
 #[test]
+fn lockout_is_on_by_default_and_configurable() {
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(c.oauth.lockout, crate::config::model::LockoutSettings::default());
+    assert_eq!(c.oauth.lockout.max_failures, 10);
+    let c = parse(&format!(
+        "[oauth]\nlockout_max_failures = 0\nlockout_window_secs = 5\nlockout_secs = 7\nlockout_by_address = false\n{CLIENT}"
+    ))
+    .unwrap();
+    let l = c.oauth.lockout;
+    assert_eq!(l.max_failures, 0);
+    assert_eq!((l.window.as_secs(), l.duration.as_secs(), l.by_address), (5, 7, false));
+}
+
+#[test]
 fn section_without_enable_means_disabled_and_given_list_replaces_default() {
     let c = parse(&format!(
         "[oauth.jwt.renew_token_without_revoking_existing]\nallowed_grant_types = [\"password\"]\n{CLIENT}"
@@ -110,6 +124,9 @@ fn bad_values_are_refused_with_their_key() {
             "users[0].password_hash",
         ),
         ("[store]\nurl = \"postgres://x\"", "store.url"),
+        ("[oauth]\nlockout_window_secs = 0", "oauth.lockout_window_secs"),
+        ("[oauth]\nlockout_secs = 86401", "oauth.lockout_secs"),
+        ("[oauth]\nlockout_max_failures = -1", "lockout_max_failures"),
     ];
     for (text, key) in cases {
         let e = err(&format!("{text}\n{CLIENT}"));

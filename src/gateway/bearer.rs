@@ -1,6 +1,12 @@
 //! RFC 6750 bearer checks for proxied traffic: parse `Authorization`, one index lookup, check
 //! state, expiry, the client still being configured, and the route's scopes. No signature is
 //! verified per request: the index is the authority, so a revoked JWT is rejected at once.
+//!
+//! Timing: the index is a hash map keyed by a token's id, never by its text. An opaque token's id
+//! is only looked up once its HMAC tag has been checked in constant time
+//! ([`crate::tokens::opaque::OpaqueCodec::parse`]), so guesses never reach the map; a JWT's id is
+//! the SHA-256 of its text, so the map's timing can at most tell something about digests of the
+//! attacker's own inputs, which does not help forge or find a token (preimage resistance).
 
 use std::sync::Arc;
 
@@ -73,11 +79,13 @@ fn is_b64token(t: &[u8]) -> bool {
 pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
     let h = header.ok_or(BearerError::Missing)?;
     if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
-        // Another scheme (or garbage): no bearer credentials were presented.
-        return if h.len() >= 6 && h[..6].eq_ignore_ascii_case(b"bearer") {
-            Err(BearerError::Malformed("empty bearer token"))
-        } else {
-            Err(BearerError::Missing)
+        let bearer = h.len() >= 6 && h[..6].eq_ignore_ascii_case(b"bearer");
+        return match h.get(6) {
+            _ if !bearer => Err(BearerError::Missing),
+            None => Err(BearerError::Malformed("empty bearer token")),
+            Some(b) if b.is_ascii_whitespace() => Err(BearerError::Malformed("one space must follow Bearer")),
+            // Another scheme that merely starts with "Bearer": no bearer credentials presented.
+            Some(_) => Err(BearerError::Missing),
         };
     }
     let token = h[7..].trim_ascii();
@@ -126,6 +134,8 @@ mod tests {
         assert_eq!(extract(Some(b"bearer abc")), Ok("abc"));
         assert_eq!(extract(None), Err(BearerError::Missing));
         assert_eq!(extract(Some(b"Basic Zm9vOmJhcg==")), Err(BearerError::Missing));
+        assert_eq!(extract(Some(b"BearerX abc")), Err(BearerError::Missing));
+        assert_eq!(extract(Some(b"")), Err(BearerError::Missing));
     }
 
     #[test]
@@ -137,6 +147,10 @@ mod tests {
             b"Bearer =",
             b"Bearer a\"b",
             b"Bearer \xff",
+            b"Bearer\tabc",
+            b"Bearer abc,def",
+            b"Bearer abc\xff",
+            b"Bearer a=b",
         ] {
             assert!(matches!(extract(Some(h)), Err(BearerError::Malformed(_))), "{h:?}");
         }

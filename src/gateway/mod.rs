@@ -1,5 +1,6 @@
 //! HTTP side: the route table, bearer checks and the pingora proxy that ties them together.
 
 pub mod bearer;
+pub mod limits;
 pub mod proxy;
 pub mod routes;

@@ -12,6 +12,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
+use super::limits;
 use super::routes::Route;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
@@ -129,22 +130,18 @@ impl Gateway {
                         authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
                         content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
                         body: &body,
+                        peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
                     };
                     let state = &self.state;
-                    // The index into metrics::AUTH_ENDPOINTS, and the answer.
-                    let (metric, result) = match endpoint {
-                        Endpoint::Token => (
-                            0,
-                            token_endpoint::token(state, req)
-                                .await
-                                .map(|issued| token_endpoint::success(&issued)),
-                        ),
-                        Endpoint::Revoke => (1, endpoints::revoke(state, req).await.map(|(r, _)| r)),
-                        _ => (2, endpoints::introspect(state, req).await),
+                    // Client authentication failures are counted where they happen, in
+                    // `token_endpoint::authenticate`.
+                    let result = match endpoint {
+                        Endpoint::Token => token_endpoint::token(state, req)
+                            .await
+                            .map(|i| token_endpoint::success(&i)),
+                        Endpoint::Revoke => endpoints::revoke(state, req).await.map(|(r, _)| r),
+                        _ => endpoints::introspect(state, req).await,
                     };
-                    if matches!(result, Err(OAuthError::InvalidClient)) {
-                        state.metrics.client_auth_failed(metric);
-                    }
                     result.unwrap_or_else(|e| e.reply())
                 }
             },
@@ -175,6 +172,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(reply) = limits::check_head(session.req_header()) {
+            return self.refuse(session, reply).await;
+        }
         if let Some(endpoint) = endpoint_of(session.req_header().uri.path()) {
             self.serve_endpoint(session, endpoint).await?;
             return Ok(true);

@@ -1,8 +1,17 @@
 //! Client authentication at the OAuth endpoints (RFC 6749 section 2.3.1): HTTP Basic, or
 //! `client_id` + `client_secret` in the form; never both. Secrets are compared as SHA-256
 //! digests in constant time, and an unknown client costs the same work as a known one.
+//!
+//! What is and is not constant-time, and why that is enough: the client is found by its id in a
+//! hash map, whose timing depends on the id; the id is not a secret (RFC 6749 section 2.2). The
+//! secret is hashed whatever its content (only a length over [`MAX_CREDENTIAL_BYTES`], refused
+//! up front, shows), and its digest is compared with `subtle`, so the time taken does not tell
+//! how many leading bytes matched. Comparing digests rather than the secrets also hides the
+//! stored secret's length.
+//!
+//! Malformed headers are `invalid_request` (400); a scheme other than Basic is an unsupported
+//! authentication method, `invalid_client` (401, RFC 6749 section 5.2).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
@@ -29,23 +38,17 @@ fn bad(msg: &str) -> OAuthError {
     OAuthError::InvalidRequest(msg.into())
 }
 
-/// `application/x-www-form-urlencoded` decoding of one Basic credential part.
+/// `application/x-www-form-urlencoded` decoding of one Basic credential part (RFC 6749 2.3.1).
 fn form_decode(part: &str) -> Result<String, OAuthError> {
-    let plus = part.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .map(Cow::into_owned)
-        .map_err(|_| bad("Basic credentials must be UTF-8"))
+    super::form::decode_component(part.as_bytes()).map_err(|_| bad("Basic credentials must be UTF-8"))
 }
 
 /// Parses an `Authorization: Basic ...` header value.
 pub fn parse_basic(header: &[u8]) -> Result<Credentials, OAuthError> {
     let text = std::str::from_utf8(header).map_err(|_| bad("Authorization header must be ASCII"))?;
-    let (scheme, rest) = text
-        .split_once(' ')
-        .ok_or_else(|| bad("malformed Authorization header"))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(bad("client authentication must use the Basic scheme"));
+        return Err(OAuthError::InvalidClient);
     }
     let rest = rest.trim();
     if rest.len() > 4 * MAX_CREDENTIAL_BYTES {
@@ -139,12 +142,23 @@ mod tests {
         for h in [
             &b"Basic"[..],
             b"Basic !!!",
-            b"Bearer abc",
             b"Basic Zm9v",
             b"Basic \xff\xfe",
+            b"Basic Zm9v\xffOmJhcg==",
+            b"\xff Zm9vOmJhcg==",
+            b"Basic Zm9vOmJhcg== Zm9vOmJhcg==",
+            b"Basic /w==",
         ] {
             assert!(matches!(parse_basic(h), Err(OAuthError::InvalidRequest(_))), "{h:?}");
         }
+        assert_eq!(
+            parse_basic(b"Bearer abc"),
+            Err(OAuthError::InvalidClient),
+            "another scheme"
+        );
+        assert_eq!(parse_basic(b"Digest a=b"), Err(OAuthError::InvalidClient));
+        assert_eq!(parse_basic(b"Bearer"), Err(OAuthError::InvalidClient));
+        assert_eq!(parse_basic(b""), Err(OAuthError::InvalidClient));
         assert!(parse_basic(&basic("\u{0}:\u{0}")).is_ok());
     }
 

@@ -23,7 +23,7 @@ fn token_param(form: &super::form::Form) -> Result<&str, OAuthError> {
 /// Revokes a token the authenticated client owns. Unknown tokens answer 200 too.
 pub async fn revoke(state: &AppState, req: EndpointRequest<'_>) -> Result<(Reply, Revoked), OAuthError> {
     let live = state.live();
-    let (form, client) = authenticate(&live.config, &req)?;
+    let (form, client) = authenticate(state, &live.config, &req, "revoke")?;
     let token = token_param(&form)?;
     let what = state.tokens.revoke(&client.id, token).await.map_err(service_error)?;
     if what != Revoked::Nothing {
@@ -36,7 +36,7 @@ pub async fn revoke(state: &AppState, req: EndpointRequest<'_>) -> Result<(Reply
 pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Reply, OAuthError> {
     let live = state.live();
     let config = &live.config;
-    let (form, _client) = authenticate(config, &req)?;
+    let (form, _client) = authenticate(state, config, &req, "introspect")?;
     let token = token_param(&form)?;
     let now = now_ms();
     let tokens = &state.tokens;

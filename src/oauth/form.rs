@@ -1,5 +1,6 @@
 //! `application/x-www-form-urlencoded` request bodies of the OAuth endpoints.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::errors::OAuthError;
@@ -49,6 +50,17 @@ pub fn check_content_type(content_type: Option<&[u8]>) -> Result<(), OAuthError>
     }
 }
 
+/// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, then
+/// percent-decoding, and the result must be UTF-8 (strictly: a lossy decoder would turn bad
+/// bytes into U+FFFD, which a well-formed value may also contain).
+pub(crate) fn decode_component(part: &[u8]) -> Result<String, OAuthError> {
+    let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| OAuthError::InvalidRequest("parameters must be UTF-8".into()))
+}
+
 /// Parses a form body, refusing repeated parameters, non-UTF-8 text and oversized input.
 pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
     if body.len() > MAX_BODY_BYTES {
@@ -56,21 +68,23 @@ pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
     }
     let mut params = HashMap::new();
     let mut count = 0;
-    for (name, value) in form_urlencoded::parse(body) {
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         count += 1;
         if count > MAX_PARAMS {
             return Err(OAuthError::InvalidRequest("too many parameters".into()));
         }
-        if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
-            return Err(OAuthError::InvalidRequest("parameters must be UTF-8".into()));
-        }
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let (name, value) = (decode_component(name)?, decode_component(value)?);
         if value.len() > MAX_VALUE_BYTES {
             return Err(OAuthError::InvalidRequest(format!("parameter {name} is too long")));
         }
-        if params.contains_key(name.as_ref()) {
+        if params.contains_key(&name) {
             return Err(OAuthError::InvalidRequest(format!("parameter {name} is repeated")));
         }
-        params.insert(name.into_owned(), value.into_owned());
+        params.insert(name, value);
     }
     params.retain(|_, v| !v.is_empty());
     Ok(Form { params })
@@ -107,6 +121,21 @@ mod tests {
             OAuthError::PayloadTooLarge
         );
         assert!(parse(b"a=%FF").is_err());
+        assert!(parse(b"%C3=a").is_err());
+        assert!(parse(b"a=\xff").is_err());
+    }
+
+    #[test]
+    fn a_replacement_character_written_as_utf8_is_fine() {
+        assert_eq!(parse(b"a=%EF%BF%BD").unwrap().get("a"), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn empty_pairs_and_bare_names_are_as_in_the_whatwg_parser() {
+        let f = parse(b"&&a=1&&b&c==2").unwrap();
+        assert_eq!(f.get("a"), Some("1"));
+        assert_eq!(f.get("b"), None, "a bare name has an empty value");
+        assert_eq!(f.get("c"), Some("=2"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod errors;
 pub mod form;
 pub mod grant_type;
+pub mod lockout;
 pub mod passwords;
 pub mod policy;
 pub mod token_endpoint;

@@ -1,12 +1,18 @@
 //! `POST /oauth2/token` (RFC 6749 sections 4.3, 4.4, 6): authenticate the client, check the grant
 //! and scope, then hand over to the token engine. Knows nothing of pingora.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::client_auth;
 use super::errors::OAuthError;
 use super::form::{self, Form};
 use super::grant_type::GrantType;
+use super::lockout::Subject;
 use super::passwords;
 use crate::config::model::Client;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reply::Reply;
 use crate::state::AppState;
@@ -27,25 +33,59 @@ pub struct EndpointRequest<'a> {
     pub authorization: Option<&'a [u8]>,
     pub content_type: Option<&'a [u8]>,
     pub body: &'a [u8],
+    /// The client's address, for the per-address lockout (`None` when unknown).
+    pub peer: Option<IpAddr>,
 }
 
-/// Parses the form and authenticates the client; shared by token, revoke and introspect.
+/// Parses the form and authenticates the client; shared by token, revoke and introspect
+/// (`endpoint` names the caller in metrics).
+///
+/// A locked-out address or client id is refused with 429 before any secret is checked. Failures
+/// count against the address and, when the id is configured, the client id.
 pub fn authenticate<'c>(
-    config: &'c crate::config::Config,
+    state: &AppState,
+    config: &'c Config,
     req: &EndpointRequest<'_>,
-) -> Result<(Form, &'c std::sync::Arc<Client>), OAuthError> {
+    endpoint: &'static str,
+) -> Result<(Form, &'c Arc<Client>), OAuthError> {
+    let limits = &config.oauth.lockout;
+    let now = Instant::now();
+    let address = req.peer.map(Subject::Address);
+    if let Some(a) = address {
+        state.lockout.check(limits, a, now)?;
+    }
     form::check_content_type(req.content_type)?;
     let form = form::parse(req.body)?;
-    let creds = client_auth::credentials(req.authorization, &form)?;
-    let client = client_auth::verify(config, &creds)?;
-    Ok((form, client))
+    let failed = |client: Option<Subject<'_>>, e: OAuthError| {
+        if e == OAuthError::InvalidClient {
+            for s in address.into_iter().chain(client) {
+                state.lockout.record_failure(limits, s, now);
+            }
+            let slot = crate::metrics::AUTH_ENDPOINTS
+                .iter()
+                .position(|e| *e == endpoint)
+                .unwrap_or(0);
+            state.metrics.client_auth_failed(slot);
+        }
+        e
+    };
+    let creds = client_auth::credentials(req.authorization, &form).map_err(|e| failed(None, e))?;
+    let client = config
+        .clients
+        .contains_key(&creds.client_id)
+        .then_some(Subject::Client(&creds.client_id));
+    if let Some(c) = client {
+        state.lockout.check(limits, c, now)?;
+    }
+    let verified = client_auth::verify(config, &creds).map_err(|e| failed(client, e))?;
+    Ok((form, verified))
 }
 
 /// Handles a token request; the answer is success JSON or an RFC 6749 section 5.2 error.
 pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued, OAuthError> {
     let live = state.live();
     let config = &live.config;
-    let (form, client) = authenticate(config, &req)?;
+    let (form, client) = authenticate(state, config, &req, "token")?;
     let grant = GrantType::parse(form.require("grant_type")?).ok_or(OAuthError::UnsupportedGrantType)?;
     if !client.grant_types.contains(grant) {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -79,7 +119,14 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
                 return Err(OAuthError::InvalidRequest("username or password too long".into()));
             }
             params.scope = requested_scope(&form, client)?;
-            verify_user(state, config, username, password).await?;
+            let user = Subject::User(username);
+            state.lockout.check(&oauth.lockout, user, Instant::now())?;
+            if let Err(e) = verify_user(state, config, username, password).await {
+                if matches!(e, OAuthError::InvalidGrant(_)) {
+                    state.lockout.record_failure(&oauth.lockout, user, Instant::now());
+                }
+                return Err(e);
+            }
             params.subject = username;
             if client.grant_types.contains(GrantType::RefreshToken) {
                 params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
@@ -162,21 +209,28 @@ fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, OAuthError>
     }
 }
 
-/// Checks a resource owner's password off the async threads; unknown users cost the same.
-async fn verify_user(
-    state: &AppState,
-    config: &crate::config::Config,
-    username: &str,
-    password: &str,
-) -> Result<(), OAuthError> {
+/// Checks a resource owner's password off the async threads (argon2id takes tens of ms of one
+/// core: on a worker thread it would stall the proxied traffic sharing it), at most
+/// `state.password_checks` at a time so a flood of logins cannot take all memory and cores. The
+/// permit travels with the blocking task, so a cancelled request still holds it until the check
+/// ends. Unknown users cost the same as known ones.
+async fn verify_user(state: &AppState, config: &Config, username: &str, password: &str) -> Result<(), OAuthError> {
     let (known, hash) = match config.users.get(username) {
         Some(u) => (true, u.password_hash.clone()),
         None => (false, state.dummy_password_hash.clone()),
     };
     let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || passwords::verify_password(&password, &hash))
+    let permit = Arc::clone(&state.password_checks)
+        .acquire_owned()
         .await
         .map_err(|_| OAuthError::ServerError)?;
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = passwords::verify_password(&password, &hash);
+        drop(permit);
+        ok
+    })
+    .await
+    .map_err(|_| OAuthError::ServerError)?;
     if known && ok {
         Ok(())
     } else {

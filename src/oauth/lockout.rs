@@ -1,0 +1,234 @@
+//! Brute-force lockout of the OAuth endpoints. Failed client authentications are counted per
+//! client id and per client address, failed password logins per username; a key that collects
+//! `max_failures` failures within one window is answered 429 (`Retry-After`) for `duration`,
+//! before any secret is checked.
+//!
+//! The window is fixed and starts at a key's first failure; when it has passed, the count starts
+//! again. A success resets nothing: otherwise an attacker holding one valid credential could wipe
+//! the count of the address it guesses from.
+//!
+//! Plain Rust with the clock passed in (`now`), so tests need no sleeping. One [`Lockout`] lives
+//! in the app state, outside the swapped config: a reload changes the numbers (read from the live
+//! config on every call) without forgetting who is locked out.
+//!
+//! Memory is bounded: each table holds at most its capacity of keys. When one is full, windows
+//! that have ended are dropped; if it is still full, only the lockouts in force are kept (a full
+//! table costs an attacker `capacity` fresh keys, and buys it `max_failures - 1` more guesses per
+//! key at most); if even those fill it, new keys go uncounted until some expire. Sweeps of a full
+//! table run at most once a second so a flood cannot make every request pay for one.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::errors::OAuthError;
+use crate::config::model::LockoutSettings;
+
+/// Most keys one table (client ids, addresses or usernames) tracks.
+pub const DEFAULT_CAPACITY: usize = 50_000;
+/// Least time between two sweeps of a full table.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a failure is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A configured client id. Unknown ids are counted against the address only: they can never
+    /// succeed, and tracking them would let anyone fill the table with made-up ids.
+    Client(&'a str),
+    /// A client address; IPv6 addresses count by /64, the block one host usually holds.
+    Address(IpAddr),
+    /// A password-grant username, known or not, so that a lockout does not tell which exist.
+    User(&'a str),
+}
+
+/// The failures of one key.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+impl Window {
+    fn new(now: Instant) -> Window {
+        Window {
+            start: now,
+            failures: 0,
+            locked_until: None,
+        }
+    }
+
+    /// Time left of a lockout in force.
+    fn locked_for(&self, now: Instant) -> Option<Duration> {
+        self.locked_until
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Whether the window still matters: a lockout in force, or a count whose window is open.
+    fn is_live(&self, now: Instant, limits: &LockoutSettings) -> bool {
+        match self.locked_until {
+            Some(_) => self.locked_for(now).is_some(),
+            None => now.saturating_duration_since(self.start) < limits.window,
+        }
+    }
+}
+
+/// One kind of key with its windows.
+struct Table<K> {
+    windows: DashMap<K, Window>,
+    capacity: usize,
+    last_sweep: Mutex<Option<Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(capacity: usize) -> Table<K> {
+        Table {
+            windows: DashMap::new(),
+            capacity,
+            last_sweep: Mutex::new(None),
+        }
+    }
+
+    fn locked_for<Q>(&self, key: &Q, now: Instant) -> Option<Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.windows.get(key).and_then(|w| w.locked_for(now))
+    }
+
+    fn fail<Q>(&self, key: &Q, limits: &LockoutSettings, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if !self.windows.contains_key(key) && self.windows.len() >= self.capacity && !self.make_room(limits, now) {
+            return;
+        }
+        let mut w = self.windows.entry(key.to_owned()).or_insert_with(|| Window::new(now));
+        if w.locked_for(now).is_some() {
+            return;
+        }
+        if w.locked_until.is_some() || now.saturating_duration_since(w.start) >= limits.window {
+            *w = Window::new(now);
+        }
+        w.failures = w.failures.saturating_add(1);
+        if w.failures >= limits.max_failures {
+            // The duration is capped by the config loader, so the addition cannot overflow.
+            w.locked_until = now.checked_add(limits.duration);
+        }
+    }
+
+    /// Frees space in a full table; false when there is none to be had now.
+    fn make_room(&self, limits: &LockoutSettings, now: Instant) -> bool {
+        let Ok(mut last) = self.last_sweep.try_lock() else {
+            return false;
+        };
+        if last.is_some_and(|t| now.saturating_duration_since(t) < SWEEP_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        self.windows.retain(|_, w| w.is_live(now, limits));
+        if self.windows.len() >= self.capacity {
+            self.windows.retain(|_, w| w.locked_for(now).is_some());
+        }
+        let room = self.windows.len() < self.capacity;
+        if !room {
+            log::warn!(
+                "lockout table full of {} lockouts in force; new keys go uncounted",
+                self.capacity
+            );
+        }
+        room
+    }
+}
+
+/// The failure counters of one gateway.
+pub struct Lockout {
+    clients: Table<String>,
+    addresses: Table<IpAddr>,
+    users: Table<String>,
+}
+
+impl Default for Lockout {
+    fn default() -> Lockout {
+        Lockout::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for Lockout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lockout").field("tracked", &self.tracked()).finish()
+    }
+}
+
+/// The key an address counts under: IPv4 (also when mapped into IPv6) as is, IPv6 by /64.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// Whole seconds until `left` has passed, at least 1.
+fn retry_after(left: Duration) -> OAuthError {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    OAuthError::TooManyRequests {
+        retry_after_secs: secs.max(1),
+    }
+}
+
+impl Lockout {
+    /// Counters holding at most `capacity` keys of each kind.
+    pub fn with_capacity(capacity: usize) -> Lockout {
+        Lockout {
+            clients: Table::new(capacity),
+            addresses: Table::new(capacity),
+            users: Table::new(capacity),
+        }
+    }
+
+    /// Refuses a subject that is locked out now.
+    pub fn check(&self, limits: &LockoutSettings, subject: Subject<'_>, now: Instant) -> Result<(), OAuthError> {
+        if limits.max_failures == 0 {
+            return Ok(());
+        }
+        let left = match subject {
+            Subject::Client(id) => self.clients.locked_for(id, now),
+            Subject::Address(ip) if limits.by_address => self.addresses.locked_for(&address_key(ip), now),
+            Subject::Address(_) => None,
+            Subject::User(name) => self.users.locked_for(name, now),
+        };
+        left.map_or(Ok(()), |left| Err(retry_after(left)))
+    }
+
+    /// Counts one failure against a subject.
+    pub fn record_failure(&self, limits: &LockoutSettings, subject: Subject<'_>, now: Instant) {
+        if limits.max_failures == 0 {
+            return;
+        }
+        match subject {
+            Subject::Client(id) => self.clients.fail(id, limits, now),
+            Subject::Address(ip) if limits.by_address => self.addresses.fail(&address_key(ip), limits, now),
+            Subject::Address(_) => {}
+            Subject::User(name) => self.users.fail(name, limits, now),
+        }
+    }
+
+    /// Keys tracked now, of all kinds.
+    pub fn tracked(&self) -> usize {
+        self.clients.windows.len() + self.addresses.windows.len() + self.users.windows.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "lockout_tests.rs"]
+mod tests;

@@ -59,7 +59,7 @@ impl TokenService {
             grant: GrantType::RefreshToken,
             ..p
         };
-        let presigned = self.presign(&rec.key, &params)?;
+        let presigned = self.presign(&rec.key, &params).await?;
         let pending = {
             let mut st = slot.lock().await;
             match rec.state.get() {

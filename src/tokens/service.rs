@@ -19,7 +19,7 @@ use rand::RngCore;
 
 use super::format::TokenFormat;
 use super::index::{KeyState, TokenIndex};
-use super::jwt::{AccessClaims, JwtSigner, KeyError};
+use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
 use super::key::{ScopeSet, TokenKey};
 use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenId, TokenState};
@@ -131,7 +131,7 @@ pub struct TokenService {
     index: Arc<TokenIndex>,
     store: Arc<dyn TokenStore>,
     codec: OpaqueCodec,
-    signer: JwtSigner,
+    signer: Arc<JwtSigner>,
 }
 
 fn random_family() -> FamilyId {
@@ -152,7 +152,7 @@ impl TokenService {
             index,
             store,
             codec,
-            signer,
+            signer: Arc::new(signer),
         }
     }
 
@@ -190,7 +190,7 @@ impl TokenService {
             subject: p.subject.to_string(),
             scope: p.scope.clone(),
         });
-        let presigned = self.presign(&key, &p)?;
+        let presigned = self.presign(&key, &p).await?;
         let slot = self.index.key_slot(&key);
         let pending = {
             let mut st = slot.lock().await;
@@ -200,32 +200,31 @@ impl TokenService {
         self.finish(pending).await
     }
 
-    /// Signs the JWT of a request outside any lock; `None` for opaque clients.
-    pub(super) fn presign(&self, key: &TokenKey, p: &IssueParams<'_>) -> Result<Option<Presigned>, ServiceError> {
+    /// Signs the JWT of a request outside any lock; `None` for opaque clients. RSA signing
+    /// (about 0.2 ms) runs on tokio's blocking pool so it neither stalls the proxy's event loop
+    /// nor is limited to the proxy's worker threads; EC and EdDSA signatures are cheaper than
+    /// the hand-off and are made in place.
+    pub(super) async fn presign(
+        &self,
+        key: &Arc<TokenKey>,
+        p: &IssueParams<'_>,
+    ) -> Result<Option<Presigned>, ServiceError> {
         if p.format != TokenFormat::Jwt {
             return Ok(None);
         }
-        let iat_s = now_ms() / 1000;
-        let sub = if key.subject.is_empty() {
-            &key.client_id
-        } else {
-            &key.subject
-        };
-        let jti = random_jti();
-        let text = self.signer.sign(&AccessClaims {
-            iss: p.issuer,
-            sub,
-            client_id: &key.client_id,
-            scope: &key.scope.to_string(),
-            iat: iat_s,
-            exp: iat_s + p.access_ttl_secs,
-            jti: &jti,
-        })?;
-        Ok(Some(Presigned {
-            id: TokenId::of_jwt(&text),
-            text,
-            issued_at_ms: iat_s * 1000,
-        }))
+        if self.signer.algorithm() != JwtAlgorithm::RS256 || tokio::runtime::Handle::try_current().is_err() {
+            return sign_jwt(&self.signer, key, p.issuer, p.access_ttl_secs).map(Some);
+        }
+        let (signer, key, issuer, ttl) = (
+            Arc::clone(&self.signer),
+            Arc::clone(key),
+            p.issuer.to_string(),
+            p.access_ttl_secs,
+        );
+        tokio::task::spawn_blocking(move || sign_jwt(&signer, &key, &issuer, ttl))
+            .await
+            .map_err(|_| ServiceError::Sign(KeyError::Sign))?
+            .map(Some)
     }
 
     /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
@@ -427,6 +426,31 @@ impl TokenService {
             }
         }
     }
+}
+
+/// Signs the RFC 9068 claims of a new token for `key`, issued now.
+fn sign_jwt(signer: &JwtSigner, key: &TokenKey, issuer: &str, ttl_secs: u64) -> Result<Presigned, ServiceError> {
+    let iat_s = now_ms() / 1000;
+    let sub = if key.subject.is_empty() {
+        &key.client_id
+    } else {
+        &key.subject
+    };
+    let jti = random_jti();
+    let text = signer.sign(&AccessClaims {
+        iss: issuer,
+        sub,
+        client_id: &key.client_id,
+        scope: &key.scope.to_string(),
+        iat: iat_s,
+        exp: iat_s + ttl_secs,
+        jti: &jti,
+    })?;
+    Ok(Presigned {
+        id: TokenId::of_jwt(&text),
+        text,
+        issued_at_ms: iat_s * 1000,
+    })
 }
 
 pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {

@@ -11,6 +11,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use tokengate::config::{self, Config};
 use tokengate::gateway::proxy::Gateway;
+use tokengate::services::reload::{ConfigFile, ConfigReloader, Fingerprint};
 use tokengate::services::sweeper::Sweeper;
 use tokengate::state::AppState;
 
@@ -97,6 +98,8 @@ fn main() -> ExitCode {
 }
 
 fn run(conf_path: PathBuf) -> Result<(), String> {
+    // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
+    let loaded = Fingerprint::read(&conf_path);
     let config: Config = config::load_file(&conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -134,6 +137,10 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
             tokens: state.tokens.clone(),
             interval: config.store.sweep_interval,
         },
+    ));
+    server.add_service(background_service(
+        "config reload",
+        ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)),
     ));
     log::info!("tokengate listening on {} ({} threads)", s.listen, s.threads);
     server.run_forever()

@@ -136,6 +136,11 @@ impl Gateway {
         gw
     }
 
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running gateway")
+    }
+
     pub fn conf_path(&self) -> PathBuf {
         self.dir.path().join("gateway.toml")
     }

@@ -311,10 +311,9 @@ impl BackgroundService for ConfigReloader {
                     Some(Err(e)) => log::warn!("config watcher: {e}"),
                     None => events_open = false,
                 },
-                Some(()) = next_hangup(&mut hup) => {
-                    debounce.clear();
-                    self.reload(Trigger::Signal).await;
-                }
+                // Pending file events stay pending: if a save was under way, the reload they lead
+                // to reads the finished file (and is skipped when it is what SIGHUP loaded).
+                Some(()) = next_hangup(&mut hup) => self.reload(Trigger::Signal).await,
                 () = sleep_until(debounce.due()) => {
                     debounce.clear();
                     self.reload(Trigger::FileChange).await;

@@ -35,7 +35,11 @@ fn main() {
     let mut ids = Vec::with_capacity(TOKENS);
     let key_arcs: Vec<Arc<TokenKey>> = (0..keys)
         .map(|k| {
-            Arc::new(TokenKey { client_id: format!("client-{}", k % 1000), subject: format!("user-{k}"), scope: scope.clone() })
+            Arc::new(TokenKey {
+                client_id: format!("client-{}", k % 1000),
+                subject: format!("user-{k}"),
+                scope: scope.clone(),
+            })
         })
         .collect();
     let start = Instant::now();

@@ -12,6 +12,7 @@ use pingora::server::Server;
 use tokengate::config::{self, Config};
 use tokengate::gateway::proxy::Gateway;
 use tokengate::services::ops_http;
+use tokengate::services::reload::{ConfigFile, ConfigReloader, Fingerprint};
 use tokengate::services::sweeper::Sweeper;
 use tokengate::state::AppState;
 use tokengate::tls;
@@ -120,6 +121,8 @@ fn warn_about_exposure(config: &Config) {
 }
 
 fn run(conf_path: PathBuf) -> Result<(), String> {
+    // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
+    let loaded = Fingerprint::read(&conf_path);
     let config: Config = load(&conf_path)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -167,6 +170,10 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
             tokens: state.tokens.clone(),
             interval: config.store.sweep_interval,
         },
+    ));
+    server.add_service(background_service(
+        "config reload",
+        ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)),
     ));
     log::info!("tokengate listening on {scheme}://{} ({} threads)", s.listen, s.threads);
     server.run_forever()

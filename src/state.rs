@@ -104,9 +104,12 @@ impl AppState {
     }
 
     /// Swaps in a new config in one atomic store. Returns the settings that changed but need a
-    /// restart to take effect.
-    pub fn replace_config(&self, config: Config) -> Vec<&'static str> {
-        let restart = self.live.load().config.restart_only_changes(&config);
+    /// restart to take effect; their running values stay in the live config. Callers serialise
+    /// calls (the reload service is the only one).
+    pub fn replace_config(&self, mut config: Config) -> Vec<&'static str> {
+        let running = self.live.load_full();
+        let restart = running.config.restart_only_changes(&config);
+        config.keep_start_only_settings(&running.config);
         self.live.store(Arc::new(Live::new(config)));
         restart
     }

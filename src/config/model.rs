@@ -125,22 +125,49 @@ pub struct User {
 
 impl Config {
     /// Names the settings that differ from `other` and only take effect after a restart.
+    /// `server.access_log` applies live, so it is not one of them.
     pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.server != other.server {
-            changed.push("[server]");
-        }
-        if self.store != other.store {
-            changed.push("[store]");
-        }
-        if self.oauth.jwt_signing_key != other.oauth.jwt_signing_key
-            || self.oauth.jwt_algorithm != other.oauth.jwt_algorithm
-        {
-            changed.push("oauth.jwt_signing_key/jwt_algorithm");
-        }
-        if self.oauth.server_key != other.oauth.server_key {
-            changed.push("oauth.server_key");
-        }
-        changed
+        let (a, b) = (&self.server, &other.server);
+        let checks = [
+            ("server.listen", a.listen != b.listen),
+            ("server.threads", a.threads != b.threads),
+            ("server.metrics_listen", a.metrics_listen != b.metrics_listen),
+            ("server.tls_cert/tls_key", a.tls != b.tls),
+            ("server.grace_period_secs", a.grace_period_secs != b.grace_period_secs),
+            (
+                "server.shutdown_timeout_secs",
+                a.shutdown_timeout_secs != b.shutdown_timeout_secs,
+            ),
+            ("store.path", self.store.path != other.store.path),
+            (
+                "store.sweep_interval_secs",
+                self.store.sweep_interval != other.store.sweep_interval,
+            ),
+            (
+                "oauth.jwt_signing_key/jwt_algorithm",
+                self.oauth.jwt_signing_key != other.oauth.jwt_signing_key
+                    || self.oauth.jwt_algorithm != other.oauth.jwt_algorithm,
+            ),
+            ("oauth.server_key", self.oauth.server_key != other.oauth.server_key),
+        ];
+        checks
+            .into_iter()
+            .filter(|&(_, changed)| changed)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Takes the start-only settings (those [`Config::restart_only_changes`] names) from the
+    /// config the process runs with, so that after a reload the live model still describes the
+    /// running process (e.g. the metadata keeps advertising the signing algorithm in use) and a
+    /// later reload reports them again until the restart.
+    pub fn keep_start_only_settings(&mut self, running: &Config) {
+        let access_log = self.server.access_log;
+        self.server = running.server.clone();
+        self.server.access_log = access_log;
+        self.store = running.store.clone();
+        self.oauth.jwt_signing_key = running.oauth.jwt_signing_key.clone();
+        self.oauth.jwt_algorithm = running.oauth.jwt_algorithm;
+        self.oauth.server_key = running.oauth.server_key.clone();
     }
 }

@@ -114,12 +114,13 @@ pub fn decide(
             }
         }
         (TokenFormat::Opaque, Mode::Single) if reuse_allowed => {
+            // Newest by issue time; tokens issued in the same second are ordered by position
+            // (the input is oldest first).
             let newest_usable = alive
                 .iter()
-                .rev()
                 .copied()
                 .filter(|&i| active[i].expires_at_ms - now_ms > REUSE_MIN_REMAINING_MS)
-                .max_by_key(|&i| active[i].issued_at_ms);
+                .max_by_key(|&i| (active[i].issued_at_ms, i));
             if let Some(index) = newest_usable {
                 let t = active[index];
                 let lifetime_secs = t.expires_at_ms.saturating_sub(t.issued_at_ms) / 1000;

@@ -204,3 +204,15 @@ fn after_multi_to_single_jwt_revokes_all_and_opaque_returns_newest() {
         }
     );
 }
+
+#[test]
+fn opaque_single_prefers_the_later_of_tokens_issued_in_the_same_second() {
+    let active = [tok(10, 110), tok(10, 110), tok(10, 110)];
+    assert_eq!(
+        decide(TokenFormat::Opaque, Mode::Single, true, 0, &active, 20 * S),
+        Decision::Reuse {
+            index: 2,
+            expires_in_secs: 90
+        }
+    );
+}

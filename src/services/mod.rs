@@ -1,4 +1,5 @@
 //! Background services run by the pingora server next to the proxy.
 
 pub mod ops_http;
+pub mod reload;
 pub mod sweeper;

@@ -362,12 +362,12 @@ fn every_bad_input_gets_its_answer_and_the_gateway_keeps_serving() {
     assert_eq!(store_rows(&gw), 1);
 }
 
-/// Access and refresh token rows in the gateway's store.
+/// Token and state-change rows in the gateway's store.
 fn store_rows(gw: &Gateway) -> i64 {
     let path = gw.dir.path().join("data/tokens.db");
     let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     db.query_row(
-        "SELECT (SELECT COUNT(*) FROM access_tokens) + (SELECT COUNT(*) FROM refresh_tokens)",
+        "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM state_changes)",
         [],
         |r| r.get(0),
     )

@@ -49,8 +49,19 @@ pub struct RefreshRow {
 pub enum StoreOp {
     InsertAccess(AccessRow),
     InsertRefresh(RefreshRow),
-    SetAccessState(TokenId, TokenState),
-    SetRefreshState(TokenId, TokenState),
+    /// A state change of an access token; `expires_at_ms` is the token's, so the record of the
+    /// change can be dropped with the token.
+    SetAccessState {
+        id: TokenId,
+        state: TokenState,
+        expires_at_ms: u64,
+    },
+    /// A state change of a refresh token.
+    SetRefreshState {
+        id: TokenId,
+        state: TokenState,
+        expires_at_ms: u64,
+    },
 }
 
 /// What is loaded into the index at start.

@@ -2,11 +2,12 @@
 //! writer thread that commits whatever is queued in a single transaction (group commit): N
 //! concurrent requests cost one fsync, and each caller is answered only after the commit.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
@@ -30,20 +31,30 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// Append-only tables: issuing a token or changing its state appends a row, so a commit writes a
+/// few sequential pages instead of one random B-tree page per token (random 256-bit ids as keys
+/// made each commit dirty a page per row). Rows go when their token expires, through indexes on
+/// the (nearly monotonic) expiry.
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-CREATE TABLE IF NOT EXISTS access_tokens (
-    id BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL, scope TEXT NOT NULL,
-    format TEXT NOT NULL, grant_type TEXT NOT NULL, issued_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL, state INTEGER NOT NULL, family BLOB, refresh_id BLOB
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refresh_tokens (
-    id BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL, scope TEXT NOT NULL,
-    family BLOB NOT NULL, issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL,
-    access_id BLOB NOT NULL, state INTEGER NOT NULL
-) WITHOUT ROWID;
+PRAGMA wal_autocheckpoint = 4000;
+CREATE TABLE IF NOT EXISTS tokens (
+    seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
+    subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
+    issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB
+);
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at_ms);
+CREATE TABLE IF NOT EXISTS state_changes (
+    seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, state INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_changes_expiry ON state_changes (expires_at_ms);
 ";
+
+/// `kind` column values.
+const ACCESS: i64 = 0;
+const REFRESH: i64 = 1;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
@@ -140,15 +151,17 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
+const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, \
+     issued_at_ms, expires_at_ms, family, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires_at_ms) VALUES (?1, ?2, ?3, ?4)";
+
 fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for op in ops {
         match op {
             StoreOp::InsertAccess(r) => {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO access_tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
+                tx.prepare_cached(INSERT_TOKEN)?.execute(params![
+                    ACCESS,
                     &r.id.0[..],
                     r.client_id,
                     r.subject,
@@ -157,120 +170,178 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     r.grant,
                     r.issued_at_ms as i64,
                     r.expires_at_ms as i64,
-                    r.state as u8,
                     r.family.as_ref().map(|f| &f[..]),
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
                 ])?;
+                if r.state != TokenState::Active {
+                    tx.prepare_cached(INSERT_CHANGE)?.execute(params![
+                        ACCESS,
+                        &r.id.0[..],
+                        r.state as u8,
+                        r.expires_at_ms as i64
+                    ])?;
+                }
             }
             StoreOp::InsertRefresh(r) => {
-                tx.prepare_cached("INSERT OR REPLACE INTO refresh_tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?
-                    .execute(params![
+                tx.prepare_cached(INSERT_TOKEN)?.execute(params![
+                    REFRESH,
+                    &r.id.0[..],
+                    r.client_id,
+                    r.subject,
+                    r.scope,
+                    "refresh",
+                    "refresh_token",
+                    r.issued_at_ms as i64,
+                    r.expires_at_ms as i64,
+                    &r.family[..],
+                    &r.access_id.0[..],
+                ])?;
+                if r.state != TokenState::Active {
+                    tx.prepare_cached(INSERT_CHANGE)?.execute(params![
+                        REFRESH,
                         &r.id.0[..],
-                        r.client_id,
-                        r.subject,
-                        r.scope,
-                        &r.family[..],
-                        r.issued_at_ms as i64,
-                        r.expires_at_ms as i64,
-                        &r.access_id.0[..],
                         r.state as u8,
+                        r.expires_at_ms as i64
                     ])?;
+                }
             }
-            StoreOp::SetAccessState(id, s) => {
-                tx.prepare_cached("UPDATE access_tokens SET state = ?2 WHERE id = ?1")?
-                    .execute(params![&id.0[..], *s as u8])?;
+            StoreOp::SetAccessState {
+                id,
+                state,
+                expires_at_ms,
+            } => {
+                tx.prepare_cached(INSERT_CHANGE)?.execute(params![
+                    ACCESS,
+                    &id.0[..],
+                    *state as u8,
+                    *expires_at_ms as i64
+                ])?;
             }
-            StoreOp::SetRefreshState(id, s) => {
-                tx.prepare_cached("UPDATE refresh_tokens SET state = ?2 WHERE id = ?1")?
-                    .execute(params![&id.0[..], *s as u8])?;
+            StoreOp::SetRefreshState {
+                id,
+                state,
+                expires_at_ms,
+            } => {
+                tx.prepare_cached(INSERT_CHANGE)?.execute(params![
+                    REFRESH,
+                    &id.0[..],
+                    *state as u8,
+                    *expires_at_ms as i64
+                ])?;
             }
         }
     }
     tx.commit()
 }
 
-fn blob32(row: &Row<'_>, i: usize) -> rusqlite::Result<TokenId> {
-    let v: Vec<u8> = row.get(i)?;
+fn id_of(v: Vec<u8>, i: usize) -> rusqlite::Result<TokenId> {
     <[u8; 32]>::try_from(v.as_slice())
         .map(TokenId)
         .map_err(|_| rusqlite::Error::InvalidColumnType(i, "id".into(), rusqlite::types::Type::Blob))
+}
+
+/// The latest state of every token that changed, by (kind, id). States only move forward.
+fn final_states(conn: &Connection, now: u64) -> rusqlite::Result<HashMap<(i64, TokenId), TokenState>> {
+    let mut stmt = conn.prepare("SELECT kind, id, state FROM state_changes WHERE expires_at_ms > ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([now as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            id_of(row.get(1)?, 1)?,
+            TokenState::from_u8(row.get(2)?),
+        ))
+    })?;
+    let mut states = HashMap::new();
+    for r in rows {
+        let (kind, id, state) = r?;
+        states.insert((kind, id), state);
+    }
+    Ok(states)
+}
+
+fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
+    let states = final_states(conn, now)?;
+    let mut snap = Snapshot::default();
+    let mut stmt = conn.prepare(
+        "SELECT kind, id, client_id, subject, scope, format, grant_type, issued_at_ms, expires_at_ms, family, link
+         FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([now as i64])?;
+    while let Some(row) = rows.next()? {
+        let kind: i64 = row.get(0)?;
+        let id = id_of(row.get(1)?, 1)?;
+        let state = states.get(&(kind, id)).copied().unwrap_or(TokenState::Active);
+        let link: Option<Vec<u8>> = row.get(10)?;
+        let link = link.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()).map(TokenId);
+        let family = blob16(row.get(9)?);
+        if kind == ACCESS {
+            if state != TokenState::Active {
+                continue;
+            }
+            snap.access.push(AccessRow {
+                id,
+                client_id: row.get(2)?,
+                subject: row.get(3)?,
+                scope: row.get(4)?,
+                format: row.get(5)?,
+                grant: row.get(6)?,
+                issued_at_ms: row.get::<_, i64>(7)? as u64,
+                expires_at_ms: row.get::<_, i64>(8)? as u64,
+                state,
+                family,
+                refresh_id: link,
+            });
+        } else if matches!(state, TokenState::Active | TokenState::Inactive) {
+            // Spent (inactive) refresh tokens are kept to detect their reuse.
+            let (Some(family), Some(access_id)) = (family, link) else {
+                continue;
+            };
+            snap.refresh.push(RefreshRow {
+                id,
+                client_id: row.get(2)?,
+                subject: row.get(3)?,
+                scope: row.get(4)?,
+                family,
+                issued_at_ms: row.get::<_, i64>(7)? as u64,
+                expires_at_ms: row.get::<_, i64>(8)? as u64,
+                access_id,
+                state,
+            });
+        }
+    }
+    Ok(snap)
+}
+
+fn purge(conn: &Connection, now: u64) -> rusqlite::Result<u64> {
+    let t = conn.execute("DELETE FROM tokens WHERE expires_at_ms <= ?1", [now as i64])?;
+    let c = conn.execute("DELETE FROM state_changes WHERE expires_at_ms <= ?1", [now as i64])?;
+    Ok((t + c) as u64)
 }
 
 fn blob16(v: Option<Vec<u8>>) -> Option<FamilyId> {
     v.and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
 }
 
-fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
-    let mut snap = Snapshot::default();
-    let mut stmt = conn.prepare(
-        "SELECT id, client_id, subject, scope, format, grant_type, issued_at_ms, expires_at_ms, state,
-                family, refresh_id
-         FROM access_tokens WHERE state = 0 AND expires_at_ms > ?1 ORDER BY issued_at_ms",
-    )?;
-    let rows = stmt.query_map([now as i64], |row| {
-        Ok(AccessRow {
-            id: blob32(row, 0)?,
-            client_id: row.get(1)?,
-            subject: row.get(2)?,
-            scope: row.get(3)?,
-            format: row.get(4)?,
-            grant: row.get(5)?,
-            issued_at_ms: row.get::<_, i64>(6)? as u64,
-            expires_at_ms: row.get::<_, i64>(7)? as u64,
-            state: TokenState::from_u8(row.get(8)?),
-            family: blob16(row.get(9)?),
-            refresh_id: row
-                .get::<_, Option<Vec<u8>>>(10)?
-                .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok().map(TokenId)),
-        })
-    })?;
-    for r in rows {
-        snap.access.push(r?);
-    }
-    let mut stmt = conn.prepare(
-        "SELECT id, client_id, subject, scope, family, issued_at_ms, expires_at_ms, access_id, state
-         FROM refresh_tokens WHERE state IN (0, 3) AND expires_at_ms > ?1 ORDER BY issued_at_ms",
-    )?;
-    let rows = stmt.query_map([now as i64], |row| {
-        Ok(RefreshRow {
-            id: blob32(row, 0)?,
-            client_id: row.get(1)?,
-            subject: row.get(2)?,
-            scope: row.get(3)?,
-            family: blob16(row.get(4)?).unwrap_or_default(),
-            issued_at_ms: row.get::<_, i64>(5)? as u64,
-            expires_at_ms: row.get::<_, i64>(6)? as u64,
-            access_id: blob32(row, 7)?,
-            state: TokenState::from_u8(row.get(8)?),
-        })
-    })?;
-    for r in rows {
-        snap.refresh.push(r?);
-    }
-    Ok(snap)
-}
-
-fn purge(conn: &Connection, now: u64) -> rusqlite::Result<u64> {
-    let a = conn.execute(
-        "DELETE FROM access_tokens WHERE state != 0 OR expires_at_ms <= ?1",
-        [now as i64],
-    )?;
-    let r = conn.execute(
-        "DELETE FROM refresh_tokens WHERE state IN (1, 2) OR expires_at_ms <= ?1",
-        [now as i64],
-    )?;
-    Ok((a + r) as u64)
-}
-
-/// Reads one access row by id (for tests and tools).
+/// The stored state of one access token: `None` when the store does not hold it (or it expired).
 pub fn read_access_state(path: &Path, id: &TokenId) -> Result<Option<TokenState>, StoreError> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.query_row("SELECT state FROM access_tokens WHERE id = ?1", [&id.0[..]], |r| {
-        r.get::<_, u8>(0)
-    })
-    .optional()
-    .map(|o| o.map(TokenState::from_u8))
-    .map_err(db_err)
+    let known: Option<i64> = conn
+        .query_row("SELECT seq FROM tokens WHERE kind = 0 AND id = ?1", [&id.0[..]], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    let state: Option<u8> = conn
+        .query_row(
+            "SELECT state FROM state_changes WHERE kind = 0 AND id = ?1 ORDER BY seq DESC LIMIT 1",
+            [&id.0[..]],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    Ok(Some(state.map(TokenState::from_u8).unwrap_or(TokenState::Active)))
 }
 
 #[cfg(test)]

@@ -29,19 +29,34 @@ async fn committed_rows_survive_reopen_and_purge_removes_dead_ones() {
         ])
         .await
         .unwrap();
-        s.commit(vec![StoreOp::SetAccessState(TokenId([2; 32]), TokenState::Revoked)])
-            .await
-            .unwrap();
+        s.commit(vec![StoreOp::SetAccessState {
+            id: TokenId([2; 32]),
+            state: TokenState::Revoked,
+            expires_at_ms: 10_000,
+        }])
+        .await
+        .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let snap = s.load(5_000).await.unwrap();
     let ids: Vec<u8> = snap.access.iter().map(|r| r.id.0[0]).collect();
     assert_eq!(ids, vec![1], "revoked and expired rows are not loaded");
     assert_eq!(snap.access[0], row(1, 10_000));
-    assert_eq!(s.purge(5_000).await.unwrap(), 2);
+    assert_eq!(
+        read_access_state(&path, &TokenId([2; 32])).unwrap(),
+        Some(TokenState::Revoked)
+    );
+    // Only the expired token's row goes now; the revoked one goes with its expiry.
+    assert_eq!(s.purge(5_000).await.unwrap(), 1);
+    assert_eq!(read_access_state(&path, &TokenId([3; 32])).unwrap(), None);
     assert_eq!(
         read_access_state(&path, &TokenId([1; 32])).unwrap(),
         Some(TokenState::Active)
+    );
+    assert_eq!(
+        s.purge(10_000).await.unwrap(),
+        3,
+        "two tokens and one state change expire at 10 s"
     );
     assert_eq!(read_access_state(&path, &TokenId([2; 32])).unwrap(), None);
 }
@@ -80,9 +95,13 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
         state: TokenState::Active,
     };
     s.commit(vec![StoreOp::InsertRefresh(r.clone())]).await.unwrap();
-    s.commit(vec![StoreOp::SetRefreshState(r.id, TokenState::Inactive)])
-        .await
-        .unwrap();
+    s.commit(vec![StoreOp::SetRefreshState {
+        id: r.id,
+        state: TokenState::Inactive,
+        expires_at_ms: r.expires_at_ms,
+    }])
+    .await
+    .unwrap();
     let snap = s.load(5).await.unwrap();
     assert_eq!(snap.refresh.len(), 1);
     assert_eq!(snap.refresh[0].state, TokenState::Inactive);

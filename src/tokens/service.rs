@@ -100,8 +100,16 @@ pub(super) enum Effect {
 impl Effect {
     pub(super) fn op(&self) -> StoreOp {
         match self {
-            Effect::Access(r, s) => StoreOp::SetAccessState(r.id, *s),
-            Effect::Refresh(r, s) => StoreOp::SetRefreshState(r.id, *s),
+            Effect::Access(r, s) => StoreOp::SetAccessState {
+                id: r.id,
+                state: *s,
+                expires_at_ms: r.expires_at_ms,
+            },
+            Effect::Refresh(r, s) => StoreOp::SetRefreshState {
+                id: r.id,
+                state: *s,
+                expires_at_ms: r.expires_at_ms,
+            },
         }
     }
 }

@@ -31,7 +31,6 @@ fn record(id: TokenId, key: &Arc<TokenKey>) -> Arc<AccessRecord> {
     Arc::new(AccessRecord {
         id,
         key: Arc::clone(key),
-        scope_text: key.scope.to_string(),
         format: TokenFormat::Opaque,
         grant: GrantType::ClientCredentials,
         issued_at_ms: now,

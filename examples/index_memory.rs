@@ -51,7 +51,6 @@ fn main() {
             let rec = Arc::new(AccessRecord {
                 id,
                 key: Arc::clone(key),
-                scope_text: key.scope.to_string(),
                 format: TokenFormat::Opaque,
                 grant: GrantType::Password,
                 issued_at_ms: now,

@@ -227,7 +227,7 @@ impl ProxyHttp for Gateway {
             if !rec.key.subject.is_empty() {
                 upstream_request.insert_header("X-Subject", rec.key.subject.as_str())?;
             }
-            upstream_request.insert_header("X-Scope", rec.scope_text.as_str())?;
+            upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
         }
         Ok(())
     }

@@ -54,7 +54,7 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
             "active": true,
             "client_id": rec.key.client_id,
             "sub": sub,
-            "scope": rec.scope_text,
+            "scope": rec.key.scope.as_str(),
             "exp": rec.expires_at_ms / 1000,
             "iat": rec.issued_at_ms / 1000,
             "token_type": "Bearer",

@@ -5,9 +5,10 @@
 
 use std::fmt;
 
-/// A set of scope tokens, kept sorted and de-duplicated (case-sensitive).
+/// A set of scope tokens, kept sorted and de-duplicated (case-sensitive), stored as its
+/// canonical text (`"a b c"`): one allocation per key, and the `X-Scope` header value as is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ScopeSet(Vec<String>);
+pub struct ScopeSet(Box<str>);
 
 /// A scope string that is not a valid RFC 6749 section 3.3 scope list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,11 +28,11 @@ impl ScopeSet {
             if !is_scope_token(t) {
                 return Err(BadScope(t.to_string()));
             }
-            v.push(t.to_string());
+            v.push(t);
         }
         v.sort_unstable();
         v.dedup();
-        Ok(ScopeSet(v))
+        Ok(ScopeSet(v.join(" ").into_boxed_str()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,15 +40,21 @@ impl ScopeSet {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
+    /// The scopes, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// The canonical text: sorted scopes joined by one space.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
+        self.iter().any(|s| s == scope)
     }
 
     /// Whether every scope of `other` is in `self`.
@@ -59,7 +66,7 @@ impl ScopeSet {
 impl fmt::Display for ScopeSet {
     /// The canonical form: sorted scopes joined by one space.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(" "))
+        f.write_str(&self.0)
     }
 }
 

@@ -209,7 +209,6 @@ impl TokenService {
             };
             let rec = Arc::new(AccessRecord {
                 id: row.id,
-                scope_text: key.scope.to_string(),
                 key: Arc::clone(&key),
                 format,
                 grant,

@@ -79,8 +79,6 @@ impl AtomicState {
 pub struct AccessRecord {
     pub id: TokenId,
     pub key: Arc<TokenKey>,
-    /// The canonical scope string, kept ready for the `X-Scope` header.
-    pub scope_text: String,
     pub format: TokenFormat,
     pub grant: GrantType,
     /// Whole seconds, times 1000: `iat` of the token.

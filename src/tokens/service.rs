@@ -278,7 +278,7 @@ impl TokenService {
                 let issued = Issued {
                     access_token: self.codec.text(OpaqueKind::Access, &rec.id),
                     expires_in: expires_in_secs,
-                    scope: rec.scope_text.clone(),
+                    scope: rec.key.scope.to_string(),
                     refresh_token,
                     outcome: Outcome::Reused,
                     revoked: Vec::new(),
@@ -335,11 +335,9 @@ impl TokenService {
             });
             (rec, rtext)
         });
-        let scope_text = key.scope.to_string();
         let access = Arc::new(AccessRecord {
             id,
             key: Arc::clone(&key),
-            scope_text: scope_text.clone(),
             format: p.format,
             grant: p.grant,
             issued_at_ms,
@@ -370,7 +368,7 @@ impl TokenService {
         let issued = Issued {
             access_token,
             expires_in: p.access_ttl_secs,
-            scope: scope_text,
+            scope: key.scope.to_string(),
             refresh_token,
             outcome: Outcome::New(mode),
             revoked,
@@ -466,7 +464,7 @@ pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
         id: r.id,
         client_id: r.key.client_id.clone(),
         subject: r.key.subject.clone(),
-        scope: r.scope_text.clone(),
+        scope: r.key.scope.to_string(),
         format: r.format.as_str().to_string(),
         grant: r.grant.as_str().to_string(),
         issued_at_ms: r.issued_at_ms,

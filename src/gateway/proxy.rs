@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderName, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
@@ -24,7 +24,10 @@ use crate::tokens::record::{now_ms, AccessRecord};
 
 /// Headers the gateway sets for the upstream; whatever a client sends under these names is
 /// dropped so identities cannot be forged.
-const IDENTITY_HEADERS: [&str; 3] = ["X-Client-Id", "X-Subject", "X-Scope"];
+/// Static names: no allocation per request (a `&str` name is parsed and copied each time).
+static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+static X_SUBJECT: HeaderName = HeaderName::from_static("x-subject");
+static X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
 
 /// The proxy service.
 pub struct Gateway {
@@ -218,16 +221,16 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_request.remove_header("Authorization");
-        for h in IDENTITY_HEADERS {
+        upstream_request.remove_header(&http::header::AUTHORIZATION);
+        for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
             upstream_request.remove_header(h);
         }
         if let Some(rec) = &ctx.identity {
-            upstream_request.insert_header("X-Client-Id", rec.key.client_id.as_str())?;
+            upstream_request.insert_header(&X_CLIENT_ID, rec.key.client_id.as_str())?;
             if !rec.key.subject.is_empty() {
-                upstream_request.insert_header("X-Subject", rec.key.subject.as_str())?;
+                upstream_request.insert_header(&X_SUBJECT, rec.key.subject.as_str())?;
             }
-            upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
+            upstream_request.insert_header(&X_SCOPE, rec.key.scope.as_str())?;
         }
         Ok(())
     }

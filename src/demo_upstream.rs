@@ -15,6 +15,7 @@ pub fn serve(listener: TcpListener) {
 }
 
 fn handle(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
@@ -60,13 +61,13 @@ fn handle(stream: TcpStream) -> std::io::Result<()> {
             "authorization_seen": headers.contains_key("authorization"),
         })
         .to_string();
-        write!(
-            out,
+        // One write per response: separate small writes meet Nagle and delayed ACKs (40 ms).
+        let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
             echo.len(),
             echo
-        )?;
-        out.flush()?;
+        );
+        out.write_all(response.as_bytes())?;
         if close {
             return Ok(());
         }

@@ -9,3 +9,6 @@ pub mod lifecycle;
 pub mod opaque;
 pub mod record;
 pub mod service;
+
+#[cfg(test)]
+mod engine_tests;

@@ -1,0 +1,185 @@
+//! The token engine driven directly, without HTTP: concurrency invariants (renewal.md section 6),
+//! restart, sweeping, and what happens when the store fails.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::format::TokenFormat;
+use super::index::TokenIndex;
+use super::jwt::{JwtAlgorithm, JwtSigner};
+use super::key::ScopeSet;
+use super::lifecycle::Revoked;
+use super::opaque::OpaqueCodec;
+use super::record::now_ms;
+use super::service::{IssueParams, Outcome, ServiceError, TokenService};
+use crate::oauth::grant_type::{GrantSet, GrantType};
+use crate::oauth::policy::{Mode, RenewPolicy};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
+
+fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
+    IssueParams {
+        client_id: "app",
+        format,
+        grant: GrantType::ClientCredentials,
+        subject: "",
+        scope: ScopeSet::parse("a b").unwrap(),
+        policy: RenewPolicy {
+            enable,
+            allowed_grant_types: GrantSet::of(&[GrantType::ClientCredentials]),
+            max_active_tokens: 0,
+        },
+        access_ttl_secs: 3600,
+        refresh_ttl_secs: None,
+        issuer: "http://gw",
+    }
+}
+
+fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService> {
+    let signer = JwtSigner::load_or_generate(&dir.join("k.pem"), JwtAlgorithm::EdDSA).unwrap();
+    Arc::new(TokenService::new(
+        Arc::new(TokenIndex::new()),
+        store,
+        OpaqueCodec::new(&[1u8; 32]),
+        signer,
+    ))
+}
+
+fn sqlite(dir: &std::path::Path) -> Arc<dyn TokenStore> {
+    Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap())
+}
+
+fn valid(e: &TokenService, token: &str) -> bool {
+    e.access_id(token)
+        .and_then(|id| e.index().access(&id))
+        .is_some_and(|r| r.is_valid_at(now_ms()))
+}
+
+async fn burst(e: &Arc<TokenService>, format: TokenFormat, enable: bool, n: usize) -> Vec<String> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let e = Arc::clone(e);
+            tokio::spawn(async move { e.issue(params(format, enable)).await.map(|i| i.access_token) })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap().expect("no request fails because of another one"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_requests_keep_the_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let opaque = burst(&e, TokenFormat::Opaque, false, 100).await;
+    assert_eq!(
+        opaque.iter().collect::<HashSet<_>>().len(),
+        1,
+        "opaque single: one token for all"
+    );
+    let jwt = burst(&e, TokenFormat::Jwt, false, 100).await;
+    assert_eq!(jwt.iter().collect::<HashSet<_>>().len(), 100);
+    assert_eq!(
+        jwt.iter().filter(|t| valid(&e, t)).count(),
+        1,
+        "JWT single: exactly one active"
+    );
+    for format in [TokenFormat::Opaque, TokenFormat::Jwt] {
+        let multi = burst(&e, format, true, 100).await;
+        assert_eq!(multi.iter().collect::<HashSet<_>>().len(), 100);
+        assert!(multi.iter().all(|t| valid(&e, t)), "multi: all active");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_restores_the_index_and_opaque_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, revoked) = {
+        let e = engine(dir.path(), sqlite(dir.path()));
+        let t = e.issue(params(TokenFormat::Opaque, false)).await.unwrap();
+        let r = e.issue(params(TokenFormat::Jwt, true)).await.unwrap();
+        assert_eq!(e.revoke("app", &r.access_token).await.unwrap(), Revoked::Access);
+        (t.access_token, r.access_token)
+    };
+    let e = engine(dir.path(), sqlite(dir.path()));
+    assert_eq!(e.restore().await.unwrap(), (1, 0));
+    assert!(valid(&e, &t));
+    assert!(!valid(&e, &revoked));
+    let again = e.issue(params(TokenFormat::Opaque, false)).await.unwrap();
+    assert_eq!(again.access_token, t);
+    assert_eq!(again.outcome, Outcome::Reused);
+}
+
+#[tokio::test]
+async fn sweeping_drops_expired_tokens_from_memory_and_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let mut p = params(TokenFormat::Opaque, true);
+    p.access_ttl_secs = 1;
+    let t = e.issue(p).await.unwrap();
+    assert_eq!(e.index().access_len(), 1);
+    // Issued at a whole second with a 1 s lifetime: expired within 2 s of now.
+    let report = loop {
+        let r = e.sweep().await.unwrap();
+        if r.expired_access == 1 {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(report.purged_rows, 1);
+    assert_eq!(e.index().access_len(), 0);
+    assert_eq!(e.index().key_len(), 0, "an idle, empty key leaves the index");
+    assert!(!valid(&e, &t.access_token));
+}
+
+/// A store whose disk is gone: every write fails.
+struct BrokenStore {
+    fail: AtomicBool,
+    inner: Arc<dyn TokenStore>,
+}
+
+#[async_trait]
+impl TokenStore for BrokenStore {
+    fn submit(&self, ops: Vec<StoreOp>) -> Ack {
+        if self.fail.load(Ordering::SeqCst) && !ops.is_empty() {
+            return Box::pin(async { Err(StoreError::Db("disk I/O error".into())) });
+        }
+        self.inner.submit(ops)
+    }
+    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
+        self.inner.load(now_ms).await
+    }
+    async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
+        self.inner.purge(now_ms).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_withdraws_new_tokens_and_keeps_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BrokenStore {
+        fail: AtomicBool::new(false),
+        inner: sqlite(dir.path()),
+    });
+    let e = engine(dir.path(), store.clone());
+    let kept = e.issue(params(TokenFormat::Jwt, true)).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+
+    let err = e.issue(params(TokenFormat::Jwt, true)).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Store(_)));
+    assert_eq!(e.index().access_len(), 1, "the unacknowledged token is withdrawn");
+
+    // Revocation fails closed: rejected at once even though it could not be made durable.
+    assert!(e.revoke("app", &kept.access_token).await.is_err());
+    assert!(!valid(&e, &kept.access_token));
+
+    store.fail.store(false, Ordering::SeqCst);
+    let after = e.issue(params(TokenFormat::Jwt, false)).await.unwrap();
+    assert!(valid(&e, &after.access_token));
+    assert_eq!(after.outcome, Outcome::New(Mode::Single));
+}

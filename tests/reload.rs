@@ -275,3 +275,23 @@ fn sighup_reloads_and_start_only_changes_ask_for_a_restart() {
         "still on the old port"
     );
 }
+
+#[test]
+fn a_user_removed_from_the_file_can_no_longer_use_their_tokens() {
+    let gw = Gateway::start(Setup::default());
+    let text = config_text(gw.port, &Setup::default());
+    let alice = gw.password("jwt-app", "alice");
+    let bob = gw.password("jwt-app", "bob");
+    let without_bob = text.replace(
+        &format!(
+            "[[users]]\nusername = \"bob\"\npassword_hash = \"{}\"\n",
+            common::BOB_HASH
+        ),
+        "",
+    );
+    assert_ne!(without_bob, text);
+    write(&gw.conf_path(), &without_bob);
+    gw.eventually(APPLY_SECS, "bob's token refused", || gw.api(&bob) == 401);
+    assert_eq!(gw.introspect("jwt-app", at(&bob))["active"], false);
+    assert_eq!(gw.api(&alice), 200, "other users are untouched");
+}

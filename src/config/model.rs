@@ -124,6 +124,12 @@ pub struct User {
 }
 
 impl Config {
+    /// Whether the owners of a token are still configured: its client, and its user if it has
+    /// one. Tokens of a removed client or user stop working at once (fail closed).
+    pub fn owners_exist(&self, client_id: &str, subject: &str) -> bool {
+        self.clients.contains_key(client_id) && (subject.is_empty() || self.users.contains_key(subject))
+    }
+
     /// Names the settings that differ from `other` and only take effect after a restart.
     /// `server.access_log` applies live, so it is not one of them.
     pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {

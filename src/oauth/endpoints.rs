@@ -42,7 +42,7 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
     let tokens = &state.tokens;
     let inactive = || Reply::json_no_store(200, r#"{"active":false}"#);
     if let Some(rec) = tokens.access_id(token).and_then(|id| tokens.index().access(&id)) {
-        if !rec.is_valid_at(now) || !config.clients.contains_key(&rec.key.client_id) {
+        if !rec.is_valid_at(now) || !config.owners_exist(&rec.key.client_id, &rec.key.subject) {
             return Ok(inactive());
         }
         let sub = if rec.key.subject.is_empty() {
@@ -72,7 +72,7 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
     {
         if rec.state.get() == TokenState::Active
             && rec.expires_at_ms > now
-            && config.clients.contains_key(&rec.key.client_id)
+            && config.owners_exist(&rec.key.client_id, &rec.key.subject)
         {
             let sub = if rec.key.subject.is_empty() {
                 &rec.key.client_id

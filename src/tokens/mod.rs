@@ -8,6 +8,7 @@ pub mod key;
 pub mod lifecycle;
 pub mod opaque;
 pub mod record;
+pub mod request;
 pub mod service;
 
 #[cfg(test)]

@@ -20,76 +20,13 @@ use rand::RngCore;
 use super::format::TokenFormat;
 use super::index::{KeyState, TokenIndex};
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
-use super::key::{ScopeSet, TokenKey};
+use super::key::TokenKey;
 use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenId, TokenState};
-use crate::oauth::grant_type::GrantType;
-use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, RenewPolicy, Retire};
-use crate::store::{AccessRow, Ack, RefreshRow, StoreError, StoreOp, TokenStore};
+use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, Retire};
+use crate::store::{AccessRow, Ack, RefreshRow, StoreOp, TokenStore};
 
-/// What a token request asks for, after client authentication and scope checks.
-#[derive(Debug, Clone)]
-pub struct IssueParams<'a> {
-    pub client_id: &'a str,
-    pub format: TokenFormat,
-    pub grant: GrantType,
-    /// The resource owner; empty for `client_credentials`.
-    pub subject: &'a str,
-    pub scope: ScopeSet,
-    pub policy: RenewPolicy,
-    pub access_ttl_secs: u64,
-    /// `Some(ttl)` when a refresh token is to be issued with the access token.
-    pub refresh_ttl_secs: Option<u64>,
-    pub issuer: &'a str,
-}
-
-/// How an answer came about (for metrics and logs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new token, in this mode.
-    New(Mode),
-    /// Opaque single mode handed out the existing token.
-    Reused,
-}
-
-/// Why tokens were revoked (for metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokeCause {
-    Request,
-    Renewal,
-    Cap,
-    RefreshReuse,
-}
-
-/// A successful token answer.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    pub access_token: String,
-    pub expires_in: u64,
-    pub scope: String,
-    pub refresh_token: Option<String>,
-    pub outcome: Outcome,
-    /// Tokens revoked as a side effect, with why.
-    pub revoked: Vec<RevokeCause>,
-}
-
-/// Failures of the engine; each maps onto one protocol error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Sign(#[from] KeyError),
-    #[error("{0}")]
-    InvalidGrant(&'static str),
-    #[error("{0}")]
-    InvalidScope(&'static str),
-    #[error("the token was not issued to this client")]
-    NotOwner,
-    /// A spent refresh token was presented again: its whole family has been revoked.
-    #[error("the refresh token was already used; its token family is revoked")]
-    RefreshReuse,
-}
+pub use super::request::{IssueParams, Issued, Outcome, RevokeCause, ServiceError};
 
 /// A state change to a live token.
 pub(super) enum Effect {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokengate::oauth::grant_type::GrantType;
 use tokengate::tokens::format::TokenFormat;
-use tokengate::tokens::index::TokenIndex;
+use tokengate::tokens::index::{lock, TokenIndex};
 use tokengate::tokens::key::{ScopeSet, TokenKey};
 use tokengate::tokens::opaque::{OpaqueCodec, OpaqueKind};
 use tokengate::tokens::record::{now_ms, AccessRecord, AtomicState, TokenState};
@@ -30,8 +30,6 @@ fn main() {
     let codec = OpaqueCodec::new(&[7u8; 32]);
     let before = rss_kib();
     let index = TokenIndex::new();
-    let rt = tokio::runtime::Builder::new_current_thread().build();
-    let Ok(rt) = rt else { return };
     let mut ids = Vec::with_capacity(TOKENS);
     let key_arcs: Vec<Arc<TokenKey>> = (0..keys)
         .map(|k| {
@@ -43,7 +41,7 @@ fn main() {
         })
         .collect();
     let start = Instant::now();
-    rt.block_on(async {
+    {
         let now = now_ms();
         for i in 0..TOKENS {
             let key = &key_arcs[i % keys];
@@ -61,10 +59,10 @@ fn main() {
                 durable: AtomicBool::new(true),
             });
             index.insert_access(Arc::clone(&rec));
-            index.key_slot(key).lock().await.active.push(rec);
+            lock(&index.key_slot(key)).active.push(rec);
             ids.push(id);
         }
-    });
+    }
     let filled = start.elapsed();
     let after = rss_kib();
     let ids_kib = (ids.capacity() * 32) as u64 / 1024;

@@ -1,16 +1,18 @@
 //! The in-memory index of live tokens: the only thing the request path consults.
 //!
 //! - `access` / `refresh`: id -> record, for validation (one DashMap lookup).
-//! - `keys`: token key -> that key's live tokens behind an async mutex. Issuing, refreshing and
-//!   revoking take the key's mutex for "look, decide, write, publish", so the single-mode
-//!   invariants hold under concurrency while different keys never wait on each other.
-//!   No DashMap guard is ever held across an `.await`: callers clone the `Arc` out first.
+//! - `keys`: token key -> that key's live tokens behind a mutex. Issuing, refreshing and
+//!   revoking take the key's mutex for "look, decide, publish, submit to the store", so the
+//!   single-mode invariants hold under concurrency while different keys never wait on each
+//!   other. The mutex is held for microseconds and never across an `.await` (a plain mutex: its
+//!   guard is not `Send`, so the compiler refuses a future that would hold it while waiting).
+//!   No DashMap guard is held across an `.await` either: callers clone the `Arc` out first.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::key::TokenKey;
 use super::record::{AccessRecord, RefreshRecord, TokenId};
@@ -138,4 +140,10 @@ impl TokenIndex {
             Arc::strong_count(slot) == 1 && slot.try_lock().map(|s| s.is_empty()).unwrap_or(false)
         });
     }
+}
+
+/// Locks a key's state. A panic while it was held cannot leave it half-updated in a way that
+/// matters more than refusing every later request for the key, so poisoning is ignored.
+pub fn lock(slot: &Mutex<KeyState>) -> MutexGuard<'_, KeyState> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }

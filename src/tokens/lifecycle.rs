@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::format::TokenFormat;
-use super::index::KeyState;
+use super::index::{lock, KeyState};
 use super::key::{ScopeSet, TokenKey};
 use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenState};
@@ -60,19 +60,13 @@ impl TokenService {
             ..p
         };
         let presigned = self.presign(&rec.key, &params).await?;
-        let pending = {
-            let mut st = slot.lock().await;
+        // `Err(ack)`: a spent refresh token came back; its family's revocation is being stored.
+        let pending: Result<_, Ack> = 'locked: {
+            let mut st = lock(&slot);
             match rec.state.get() {
                 TokenState::Inactive => {
                     let effects = family_effects(&st, &rec.family);
-                    let ack = self.revoke_locked(&mut st, effects);
-                    drop(st);
-                    ack.await?;
-                    log::warn!(
-                        "refresh token reuse by client {:?}: its token family is revoked",
-                        params.client_id
-                    );
-                    return Err(ServiceError::RefreshReuse);
+                    break 'locked Err(self.revoke_locked(&mut st, effects));
                 }
                 TokenState::Active if rec.expires_at_ms > now_ms() => {}
                 _ => {
@@ -98,7 +92,7 @@ impl TokenService {
             }
             let mode = params.policy.mode(GrantType::RefreshToken);
             let key = Arc::clone(&rec.key);
-            self.issue_locked(
+            Ok(self.issue_locked(
                 &mut st,
                 &slot,
                 key,
@@ -108,9 +102,19 @@ impl TokenService {
                 Some(rec.family),
                 prior_ops,
                 presigned,
-            )
+            ))
         };
-        self.finish(pending).await
+        match pending {
+            Ok(pending) => self.finish(pending).await,
+            Err(ack) => {
+                ack.await?;
+                log::warn!(
+                    "refresh token reuse by client {:?}: its token family is revoked",
+                    params.client_id
+                );
+                Err(ServiceError::RefreshReuse)
+            }
+        }
     }
 
     /// RFC 7009 revocation by the owning client. Unknown or dead tokens are not an error.
@@ -120,16 +124,17 @@ impl TokenService {
                 return Err(ServiceError::NotOwner);
             }
             let slot = self.index().key_slot(&rec.key);
-            let mut st = slot.lock().await;
-            if rec.state.get() != TokenState::Active {
-                return Ok(Revoked::Nothing);
-            }
-            let mut effects = vec![Effect::Access(Arc::clone(&rec), TokenState::Revoked)];
-            if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
-                effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
-            }
-            let ack = self.revoke_locked(&mut st, effects);
-            drop(st);
+            let ack = {
+                let mut st = lock(&slot);
+                if rec.state.get() != TokenState::Active {
+                    return Ok(Revoked::Nothing);
+                }
+                let mut effects = vec![Effect::Access(Arc::clone(&rec), TokenState::Revoked)];
+                if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
+                    effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
+                }
+                self.revoke_locked(&mut st, effects)
+            };
             ack.await?;
             return Ok(Revoked::Access);
         }
@@ -142,13 +147,14 @@ impl TokenService {
                 return Err(ServiceError::NotOwner);
             }
             let slot = self.index().key_slot(&rec.key);
-            let mut st = slot.lock().await;
-            let effects = family_effects(&st, &rec.family);
-            if effects.is_empty() {
-                return Ok(Revoked::Nothing);
-            }
-            let ack = self.revoke_locked(&mut st, effects);
-            drop(st);
+            let ack = {
+                let mut st = lock(&slot);
+                let effects = family_effects(&st, &rec.family);
+                if effects.is_empty() {
+                    return Ok(Revoked::Nothing);
+                }
+                self.revoke_locked(&mut st, effects)
+            };
             ack.await?;
             return Ok(Revoked::RefreshFamily);
         }
@@ -194,7 +200,7 @@ impl TokenService {
                 state: AtomicState::new(row.state),
             });
             if row.state == TokenState::Active {
-                self.index().key_slot(&key).lock().await.refresh.push(Arc::clone(&rec));
+                lock(&self.index().key_slot(&key)).refresh.push(Arc::clone(&rec));
             }
             self.index().insert_refresh(rec);
             nr += 1;
@@ -219,7 +225,7 @@ impl TokenService {
                 state: AtomicState::new(TokenState::Active),
                 durable: AtomicBool::new(true),
             });
-            self.index().key_slot(&key).lock().await.active.push(Arc::clone(&rec));
+            lock(&self.index().key_slot(&key)).active.push(Arc::clone(&rec));
             self.index().insert_access(rec);
             na += 1;
         }
@@ -233,7 +239,7 @@ impl TokenService {
         for key in self.index().keys() {
             let slot = self.index().key_slot(&key);
             {
-                let mut st = slot.lock().await;
+                let mut st = lock(&slot);
                 st.active.retain(|a| {
                     let live = a.expires_at_ms > now;
                     if !live {

@@ -18,7 +18,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::format::TokenFormat;
-use super::index::{KeyState, TokenIndex};
+use super::index::{lock, KeyState, TokenIndex};
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
 use super::key::TokenKey;
 use super::opaque::{OpaqueCodec, OpaqueKind};
@@ -67,7 +67,7 @@ pub(super) enum Pending {
         issued: Issued,
         ack: Ack,
         published: Option<Arc<AccessRecord>>,
-        slot: Arc<tokio::sync::Mutex<KeyState>>,
+        slot: Arc<std::sync::Mutex<KeyState>>,
     },
 }
 
@@ -138,7 +138,7 @@ impl TokenService {
         let presigned = self.presign(&key, &p).await?;
         let slot = self.index.key_slot(&key);
         let pending = {
-            let mut st = slot.lock().await;
+            let mut st = lock(&slot);
             let mode = p.policy.mode(p.grant);
             self.issue_locked(&mut st, &slot, key, &p, mode, true, None, Vec::new(), presigned)
         };
@@ -178,7 +178,7 @@ impl TokenService {
     pub(super) fn issue_locked(
         &self,
         st: &mut KeyState,
-        slot: &Arc<tokio::sync::Mutex<KeyState>>,
+        slot: &Arc<std::sync::Mutex<KeyState>>,
         key: Arc<TokenKey>,
         p: &IssueParams<'_>,
         mode: Mode,
@@ -338,7 +338,7 @@ impl TokenService {
             }
             Err(e) => {
                 if let Some(rec) = published {
-                    let mut st = slot.lock().await;
+                    let mut st = lock(&slot);
                     if let Some(rid) = rec.refresh_id {
                         if let Some(r) = st.refresh.iter().find(|r| r.id == rid).cloned() {
                             self.apply(&mut st, &Effect::Refresh(r, TokenState::Revoked));

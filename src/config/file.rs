@@ -46,6 +46,8 @@ pub struct ServerSection {
     pub shutdown_timeout_secs: Option<u64>,
     /// One info log line per proxied or answered request. Default false (it costs throughput).
     pub access_log: Option<bool>,
+    /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence). Default 10.
+    pub body_read_timeout_secs: Option<u64>,
 }
 
 /// `[store]`: where tokens are kept durably.

@@ -100,6 +100,10 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         (None, Some(_)) => return Err(invalid("server.tls_cert", "tls_key is set, tls_cert is missing")),
     };
     let data_dir = resolve(base, s.data_dir.as_deref().unwrap_or("data"));
+    let body_read_timeout_secs = s.body_read_timeout_secs.unwrap_or(10);
+    if !(1..=300).contains(&body_read_timeout_secs) {
+        return Err(invalid("server.body_read_timeout_secs", "must be between 1 and 300"));
+    }
     let server = ServerSettings {
         listen: listen.clone(),
         threads,
@@ -109,6 +113,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         grace_period_secs: s.grace_period_secs.unwrap_or(1),
         shutdown_timeout_secs: s.shutdown_timeout_secs.unwrap_or(5),
         access_log: s.access_log.unwrap_or(false),
+        body_read_timeout: Duration::from_secs(body_read_timeout_secs),
     };
 
     if file.store.url.is_some() {

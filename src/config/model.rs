@@ -37,6 +37,8 @@ pub struct ServerSettings {
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub access_log: bool,
+    /// Deadline for reading an OAuth endpoint's whole request body.
+    pub body_read_timeout: Duration,
 }
 
 /// PEM files that turn the listener into HTTPS.

@@ -2,6 +2,7 @@
 //! translate between HTTP and the plain-Rust calls that decide everything.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -110,6 +111,18 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Result<Bytes, 
     Ok(Ok(Bytes::from(buf)))
 }
 
+/// Reads the whole body within `deadline` (a slow client cannot hold a request open forever).
+async fn read_body_before(
+    session: &mut Session,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Result<Bytes, OAuthError>> {
+    match tokio::time::timeout(deadline, read_body(session, limit)).await {
+        Ok(read) => read,
+        Err(_) => Ok(Err(OAuthError::RequestTimeout)),
+    }
+}
+
 impl Gateway {
     /// Answers one of the gateway's own endpoints.
     async fn serve_endpoint(&self, session: &mut Session, endpoint: Endpoint) -> Result<()> {
@@ -125,7 +138,13 @@ impl Gateway {
                 }
             }
             _ if method != Method::POST => OAuthError::MethodNotAllowed("POST").reply(),
-            _ => match read_body(session, MAX_BODY_BYTES).await? {
+            _ => match read_body_before(
+                session,
+                MAX_BODY_BYTES,
+                self.state.live_guard().config.server.body_read_timeout,
+            )
+            .await?
+            {
                 Err(e) => e.reply(),
                 Ok(body) => {
                     let h = &session.req_header().headers;
@@ -149,7 +168,7 @@ impl Gateway {
                 }
             },
         };
-        if reply.status == 413 || reply.status == 405 {
+        if matches!(reply.status, 405 | 408 | 413) {
             session.set_keepalive(None);
         }
         write_reply(session, reply).await

@@ -21,6 +21,9 @@ pub enum OAuthError {
     /// The body is larger than the endpoint accepts: 413.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within the read deadline: 408.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// Only POST (or GET for documents) is allowed: 405.
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
@@ -35,9 +38,10 @@ impl OAuthError {
     /// The RFC 6749 `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            OAuthError::InvalidRequest(_) | OAuthError::PayloadTooLarge | OAuthError::MethodNotAllowed(_) => {
-                "invalid_request"
-            }
+            OAuthError::InvalidRequest(_)
+            | OAuthError::PayloadTooLarge
+            | OAuthError::RequestTimeout
+            | OAuthError::MethodNotAllowed(_) => "invalid_request",
             OAuthError::InvalidClient => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
@@ -52,6 +56,7 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => 401,
             OAuthError::PayloadTooLarge => 413,
+            OAuthError::RequestTimeout => 408,
             OAuthError::MethodNotAllowed(_) => 405,
             OAuthError::TooManyRequests { .. } => 429,
             OAuthError::ServerError => 500,
@@ -70,6 +75,7 @@ impl OAuthError {
                 Some("grant_type must be client_credentials, password or refresh_token".into())
             }
             OAuthError::PayloadTooLarge => Some("request body too large".into()),
+            OAuthError::RequestTimeout => Some("the request body did not arrive in time".into()),
             OAuthError::MethodNotAllowed(m) => Some(format!("use {m}")),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later".into()),
             OAuthError::ServerError => None,

@@ -25,7 +25,9 @@ use crate::tokens::record::{now_ms, AccessRecord};
 
 /// Headers the gateway sets for the upstream; whatever a client sends under these names is
 /// dropped so identities cannot be forged.
-/// Static names: no allocation per request (a `&str` name is parsed and copied each time).
+/// Removed by parsed name (no parse per request); inserted by `&'static str`, which pingora
+/// keeps as the on-the-wire case without copying (a `HeaderName` would be title-cased into a new
+/// buffer first).
 static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 static X_SUBJECT: HeaderName = HeaderName::from_static("x-subject");
 static X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
@@ -245,11 +247,11 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(h);
         }
         if let Some(rec) = &ctx.identity {
-            upstream_request.insert_header(&X_CLIENT_ID, rec.key.client_id.as_str())?;
+            upstream_request.insert_header("X-Client-Id", rec.key.client_id.as_str())?;
             if !rec.key.subject.is_empty() {
-                upstream_request.insert_header(&X_SUBJECT, rec.key.subject.as_str())?;
+                upstream_request.insert_header("X-Subject", rec.key.subject.as_str())?;
             }
-            upstream_request.insert_header(&X_SCOPE, rec.key.scope.as_str())?;
+            upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
         }
         Ok(())
     }

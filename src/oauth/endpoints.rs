@@ -4,6 +4,7 @@ use super::errors::OAuthError;
 use super::token_endpoint::{authenticate, service_error, EndpointRequest};
 use crate::reply::Reply;
 use crate::state::AppState;
+use crate::tokens::key::TokenKey;
 use crate::tokens::lifecycle::Revoked;
 use crate::tokens::opaque::OpaqueKind;
 use crate::tokens::record::{now_ms, TokenState};
@@ -45,25 +46,14 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
         if !rec.is_valid_at(now) || !config.owners_exist(&rec.key.client_id, &rec.key.subject) {
             return Ok(inactive());
         }
-        let sub = if rec.key.subject.is_empty() {
-            &rec.key.client_id
-        } else {
-            &rec.key.subject
-        };
-        let mut body = serde_json::json!({
-            "active": true,
-            "client_id": rec.key.client_id,
-            "sub": sub,
-            "scope": rec.key.scope.as_str(),
-            "exp": rec.expires_at_ms / 1000,
-            "iat": rec.issued_at_ms / 1000,
-            "token_type": "Bearer",
-            "iss": config.oauth.issuer,
-        });
-        if !rec.key.subject.is_empty() {
-            body["username"] = rec.key.subject.as_str().into();
-        }
-        return Ok(Reply::json_no_store(200, body.to_string()));
+        let answer = active_answer(
+            &rec.key,
+            rec.issued_at_ms,
+            rec.expires_at_ms,
+            "Bearer",
+            &config.oauth.issuer,
+        );
+        return Ok(answer);
     }
     if let Some(rec) = tokens
         .codec()
@@ -74,23 +64,38 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
             && rec.expires_at_ms > now
             && config.owners_exist(&rec.key.client_id, &rec.key.subject)
         {
-            let sub = if rec.key.subject.is_empty() {
-                &rec.key.client_id
-            } else {
-                &rec.key.subject
-            };
-            let body = serde_json::json!({
-                "active": true,
-                "client_id": rec.key.client_id,
-                "sub": sub,
-                "scope": rec.key.scope.to_string(),
-                "exp": rec.expires_at_ms / 1000,
-                "iat": rec.issued_at_ms / 1000,
-                "token_type": "refresh_token",
-                "iss": config.oauth.issuer,
-            });
-            return Ok(Reply::json_no_store(200, body.to_string()));
+            let answer = active_answer(
+                &rec.key,
+                rec.issued_at_ms,
+                rec.expires_at_ms,
+                "refresh_token",
+                &config.oauth.issuer,
+            );
+            return Ok(answer);
         }
     }
     Ok(inactive())
+}
+
+/// The RFC 7662 answer for an active token of `key`.
+fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_type: &str, issuer: &str) -> Reply {
+    let sub = if key.subject.is_empty() {
+        &key.client_id
+    } else {
+        &key.subject
+    };
+    let mut body = serde_json::json!({
+        "active": true,
+        "client_id": key.client_id,
+        "sub": sub,
+        "scope": key.scope.as_str(),
+        "exp": expires_at_ms / 1000,
+        "iat": issued_at_ms / 1000,
+        "token_type": token_type,
+        "iss": issuer,
+    });
+    if !key.subject.is_empty() {
+        body["username"] = key.subject.as_str().into();
+    }
+    Reply::json_no_store(200, body.to_string())
 }

@@ -35,8 +35,7 @@ fn record(id: TokenId, key: &Arc<TokenKey>) -> Arc<AccessRecord> {
         grant: GrantType::ClientCredentials,
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
-        refresh_id: None,
-        family: None,
+        refresh: None,
         state: AtomicState::new(TokenState::Active),
         durable: AtomicBool::new(true),
     })

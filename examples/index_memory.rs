@@ -53,8 +53,7 @@ fn main() {
                 grant: GrantType::Password,
                 issued_at_ms: now,
                 expires_at_ms: now + 3_600_000,
-                refresh_id: None,
-                family: None,
+                refresh: None,
                 state: AtomicState::new(TokenState::Active),
                 durable: AtomicBool::new(true),
             });

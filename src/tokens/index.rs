@@ -12,6 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::key::TokenKey;
@@ -38,10 +39,11 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = DashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
 
-/// The live tokens of one key, in issue order (oldest first).
+/// The live tokens of one key, in issue order (oldest first). A single-mode key holds one active
+/// token: it lives inline, with no allocation of its own.
 #[derive(Debug, Default)]
 pub struct KeyState {
-    pub active: Vec<Arc<AccessRecord>>,
+    pub active: SmallVec<[Arc<AccessRecord>; 1]>,
     /// Refresh tokens of the key that can still be used (not spent, revoked or expired).
     pub refresh: Vec<Arc<RefreshRecord>>,
 }

@@ -9,7 +9,7 @@ use super::format::TokenFormat;
 use super::index::{lock, KeyState};
 use super::key::{ScopeSet, TokenKey};
 use super::opaque::OpaqueKind;
-use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenState};
+use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
 use crate::oauth::grant_type::GrantType;
 use crate::store::{Ack, Snapshot, StoreError, StoreOp};
@@ -130,7 +130,7 @@ impl TokenService {
                     return Ok(Revoked::Nothing);
                 }
                 let mut effects = vec![Effect::Access(Arc::clone(&rec), TokenState::Revoked)];
-                if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
+                if let Some(r) = rec.refresh_id().and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
                     effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
                 }
                 self.revoke_locked(&mut st, effects)
@@ -220,8 +220,10 @@ impl TokenService {
                 grant,
                 issued_at_ms: row.issued_at_ms,
                 expires_at_ms: row.expires_at_ms,
-                refresh_id: row.refresh_id,
-                family: row.family,
+                refresh: row
+                    .refresh_id
+                    .zip(row.family)
+                    .map(|(id, family)| Box::new(RefreshLink { id, family })),
                 state: AtomicState::new(TokenState::Active),
                 durable: AtomicBool::new(true),
             });
@@ -270,7 +272,7 @@ fn family_effects(st: &KeyState, family: &FamilyId) -> Vec<Effect> {
     let mut effects: Vec<Effect> = st
         .active
         .iter()
-        .filter(|a| a.family.as_ref() == Some(family))
+        .filter(|a| a.family() == Some(family))
         .map(|a| Effect::Access(Arc::clone(a), TokenState::Revoked))
         .collect();
     effects.extend(

@@ -22,7 +22,7 @@ use super::index::{lock, KeyState, TokenIndex};
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
 use super::key::TokenKey;
 use super::opaque::{OpaqueCodec, OpaqueKind};
-use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshRecord, TokenId, TokenState};
+use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenId, TokenState};
 use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, Retire};
 use crate::store::{AccessRow, Ack, RefreshRow, StoreOp, TokenStore};
 
@@ -208,7 +208,7 @@ impl TokenService {
             Decision::Reuse { index, expires_in_secs } => {
                 let rec = &st.active[index];
                 let refresh_token = rec
-                    .refresh_id
+                    .refresh_id()
                     .and_then(|rid| self.index.refresh(&rid))
                     .filter(|r| r.state.get() == TokenState::Active && r.expires_at_ms > now)
                     .map(|r| self.codec.text(OpaqueKind::Refresh, &r.id));
@@ -245,7 +245,7 @@ impl TokenService {
             if let Some(cause) = cause {
                 revoked.push(cause);
                 // A revoked access token takes its refresh token with it.
-                if let Some(r) = rec.refresh_id.and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
+                if let Some(r) = rec.refresh_id().and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
                     effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
                 }
             }
@@ -279,8 +279,12 @@ impl TokenService {
             grant: p.grant,
             issued_at_ms,
             expires_at_ms: issued_at_ms + p.access_ttl_secs * 1000,
-            refresh_id: refresh.as_ref().map(|(r, _)| r.id),
-            family: refresh.as_ref().map(|(r, _)| r.family),
+            refresh: refresh.as_ref().map(|(r, _)| {
+                Box::new(RefreshLink {
+                    id: r.id,
+                    family: r.family,
+                })
+            }),
             state: AtomicState::new(TokenState::Active),
             durable: AtomicBool::new(false),
         });
@@ -339,7 +343,7 @@ impl TokenService {
             Err(e) => {
                 if let Some(rec) = published {
                     let mut st = lock(&slot);
-                    if let Some(rid) = rec.refresh_id {
+                    if let Some(rid) = rec.refresh_id() {
                         if let Some(r) = st.refresh.iter().find(|r| r.id == rid).cloned() {
                             self.apply(&mut st, &Effect::Refresh(r, TokenState::Revoked));
                         }
@@ -407,8 +411,8 @@ pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
         issued_at_ms: r.issued_at_ms,
         expires_at_ms: r.expires_at_ms,
         state: r.state.get(),
-        family: r.family,
-        refresh_id: r.refresh_id,
+        family: r.family().copied(),
+        refresh_id: r.refresh_id(),
     }
 }
 

@@ -144,13 +144,7 @@ fn tokens_over_https() {
     assert_eq!(gw.api(&t), 200, "a token got over HTTPS opens the API over HTTPS");
     let p = gw.password("opaque-app", "alice");
     assert_eq!(gw.introspect("opaque-app", at(&p))["active"], true);
-    let meta: serde_json::Value = gw
-        .http
-        .get(format!("{}/.well-known/oauth-authorization-server", gw.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let meta = gw.metadata();
     assert!(
         meta["token_endpoint"].as_str().unwrap().starts_with("https://"),
         "{meta}"

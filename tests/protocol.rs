@@ -335,13 +335,7 @@ fn introspection_revocation_and_metadata() {
     assert_eq!(gw.revoke("jwt-app", t["refresh_token"].as_str().unwrap()), 200);
     assert_eq!(gw.api(&t), 401);
 
-    let meta: Value = gw
-        .http
-        .get(format!("{}/.well-known/oauth-authorization-server", gw.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let meta = gw.metadata();
     assert_eq!(meta["issuer"], gw.base);
     assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", gw.base));
     assert_eq!(meta["jwks_uri"], format!("{}/oauth2/jwks", gw.base));

@@ -174,12 +174,7 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
                 ])?;
                 if r.state != TokenState::Active {
-                    tx.prepare_cached(INSERT_CHANGE)?.execute(params![
-                        ACCESS,
-                        &r.id.0[..],
-                        r.state as u8,
-                        r.expires_at_ms as i64
-                    ])?;
+                    insert_change(&tx, ACCESS, &r.id, r.state, r.expires_at_ms)?;
                 }
             }
             StoreOp::InsertRefresh(r) => {
@@ -197,12 +192,7 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     &r.access_id.0[..],
                 ])?;
                 if r.state != TokenState::Active {
-                    tx.prepare_cached(INSERT_CHANGE)?.execute(params![
-                        REFRESH,
-                        &r.id.0[..],
-                        r.state as u8,
-                        r.expires_at_ms as i64
-                    ])?;
+                    insert_change(&tx, REFRESH, &r.id, r.state, r.expires_at_ms)?;
                 }
             }
             StoreOp::SetAccessState {
@@ -210,28 +200,31 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                 state,
                 expires_at_ms,
             } => {
-                tx.prepare_cached(INSERT_CHANGE)?.execute(params![
-                    ACCESS,
-                    &id.0[..],
-                    *state as u8,
-                    *expires_at_ms as i64
-                ])?;
+                insert_change(&tx, ACCESS, id, *state, *expires_at_ms)?;
             }
             StoreOp::SetRefreshState {
                 id,
                 state,
                 expires_at_ms,
             } => {
-                tx.prepare_cached(INSERT_CHANGE)?.execute(params![
-                    REFRESH,
-                    &id.0[..],
-                    *state as u8,
-                    *expires_at_ms as i64
-                ])?;
+                insert_change(&tx, REFRESH, id, *state, *expires_at_ms)?;
             }
         }
     }
     tx.commit()
+}
+
+/// Appends one state change.
+fn insert_change(
+    tx: &rusqlite::Transaction<'_>,
+    kind: i64,
+    id: &TokenId,
+    state: TokenState,
+    expires_at_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(INSERT_CHANGE)?
+        .execute(params![kind, &id.0[..], state as u8, expires_at_ms as i64])?;
+    Ok(())
 }
 
 fn id_of(v: Vec<u8>, i: usize) -> rusqlite::Result<TokenId> {

@@ -260,6 +260,16 @@ impl Gateway {
         self.call("/api/x", at(token))
     }
 
+    /// GET the RFC 8414 metadata document.
+    pub fn metadata(&self) -> Value {
+        self.http
+            .get(format!("{}/.well-known/oauth-authorization-server", self.base))
+            .send()
+            .expect("metadata")
+            .json()
+            .expect("json")
+    }
+
     pub fn introspect(&self, client: &str, token: &str) -> Value {
         self.http
             .post(format!("{}/oauth2/introspect", self.base))

@@ -50,7 +50,12 @@ fn sigkill_mid_burst_loses_no_acknowledged_token_or_revocation() {
                         let mut a = acked.lock().unwrap();
                         match r {
                             Ok(r) if r.status() == 200 => a.revoked.push(victim),
-                            _ => a.uncertain.push(victim),
+                            Ok(_) => a.uncertain.push(victim),
+                            // The gateway is gone: this worker's burst is over.
+                            Err(_) => {
+                                a.uncertain.push(victim);
+                                break;
+                            }
                         }
                     } else {
                         let r = http
@@ -58,16 +63,17 @@ fn sigkill_mid_burst_loses_no_acknowledged_token_or_revocation() {
                             .basic_auth(client, Some(SECRET))
                             .form(&[("grant_type", "client_credentials")])
                             .send();
-                        if let Ok(r) = r {
-                            if r.status() == 200 {
-                                let v: serde_json::Value = match r.json() {
-                                    Ok(v) => v,
-                                    Err(_) => continue,
-                                };
-                                let t = v["access_token"].as_str().unwrap().to_string();
-                                acked.lock().unwrap().issued.push(t.clone());
-                                mine.push(t);
-                            }
+                        let Ok(r) = r else {
+                            break; // the gateway is gone
+                        };
+                        if r.status() == 200 {
+                            let v: serde_json::Value = match r.json() {
+                                Ok(v) => v,
+                                Err(_) => continue,
+                            };
+                            let t = v["access_token"].as_str().unwrap().to_string();
+                            acked.lock().unwrap().issued.push(t.clone());
+                            mine.push(t);
                         }
                     }
                     ops.fetch_add(1, Ordering::Relaxed);

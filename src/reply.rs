@@ -1,13 +1,16 @@
 //! An HTTP answer the gateway writes itself, independent of pingora: endpoints return it, the
 //! proxy glue writes it to the session.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// Status, headers and body of a locally generated response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Most values are constants (`Cow::Borrowed`), written without a copy.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Bytes,
 }
 
@@ -46,7 +49,7 @@ impl Reply {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }

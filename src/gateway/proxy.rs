@@ -1,12 +1,13 @@
 //! The pingora glue, kept thin: route the request to an OAuth endpoint or to an upstream, and
 //! translate between HTTP and the plain-Rust calls that decide everything.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
@@ -81,9 +82,14 @@ fn has_body(req: &RequestHeader) -> bool {
 async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
     for (name, value) in reply.headers {
+        let value = match value {
+            Cow::Borrowed(s) => HeaderValue::from_maybe_shared(Bytes::from_static(s.as_bytes())),
+            Cow::Owned(s) => HeaderValue::from_maybe_shared(Bytes::from(s)),
+        }
+        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid reply header value"))?;
         resp.insert_header(name, value)?;
     }
-    resp.insert_header("Content-Length", reply.body.len().to_string())?;
+    resp.insert_header("Content-Length", HeaderValue::from(reply.body.len()))?;
     let head_only = session.req_header().method == Method::HEAD || reply.body.is_empty();
     session.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {

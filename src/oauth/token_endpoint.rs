@@ -160,16 +160,27 @@ fn count(metrics: &Metrics, grant: GrantType, format: TokenFormat, result: &Resu
 
 /// The success answer of RFC 6749 section 5.1.
 pub fn success(issued: &Issued) -> Reply {
-    let mut body = serde_json::json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": issued.scope,
-    });
-    if let Some(rt) = &issued.refresh_token {
-        body["refresh_token"] = rt.as_str().into();
+    /// RFC 6749 section 5.1; fields in the order `serde_json::Value` used to give them.
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        access_token: &'a str,
+        expires_in: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<&'a str>,
+        scope: &'a str,
+        token_type: &'static str,
     }
-    Reply::json_no_store(200, body.to_string())
+    let body = Body {
+        access_token: &issued.access_token,
+        expires_in: issued.expires_in,
+        refresh_token: issued.refresh_token.as_deref(),
+        scope: &issued.scope,
+        token_type: "Bearer",
+    };
+    match serde_json::to_vec(&body) {
+        Ok(json) => Reply::json_no_store(200, json),
+        Err(_) => OAuthError::ServerError.reply(),
+    }
 }
 
 /// Maps engine failures onto protocol errors (store and signing failures are logged here).

@@ -4,7 +4,6 @@
 
 pub mod sqlite;
 pub mod timed;
-pub mod wal_sync;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,6 @@
-//! The embedded store: SQLite (bundled) in WAL mode, owned by one writer thread that commits
-//! whatever is queued in a single transaction (group commit), and answers each caller only once
-//! its transaction is durable: [`super::wal_sync`] syncs the WAL, two flushes overlapping, and
-//! checkpoints run with `synchronous = FULL`.
+//! The embedded store: SQLite (bundled) in WAL mode with `synchronous = FULL`, owned by one
+//! writer thread that commits whatever is queued in a single transaction (group commit): N
+//! concurrent requests cost one fsync, and each caller is answered only after the commit.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,14 +10,11 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::wal_sync::{Waiter, WalSync};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 4096;
-/// Transactions between two checkpoints (each writes a handful of WAL frames).
-const CHECKPOINT_EVERY: u32 = 500;
 
 enum Job {
     Commit(Vec<StoreOp>, oneshot::Sender<Result<(), StoreError>>),
@@ -42,7 +38,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-PRAGMA wal_autocheckpoint = 0;
+PRAGMA wal_autocheckpoint = 4000;
 CREATE TABLE IF NOT EXISTS tokens (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
     subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
@@ -69,15 +65,10 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        // Commits only write the WAL; `WalSync` makes them durable (see its docs).
-        conn.pragma_update(None, "synchronous", "OFF").map_err(db_err)?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let sync = WalSync::start(wal.into())?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("tokengate-store".into())
-            .spawn(move || writer(conn, rx, sync))
+            .spawn(move || writer(conn, rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore { tx })
     }
@@ -111,8 +102,7 @@ impl TokenStore for SqliteStore {
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, sync: WalSync) {
-    let mut since_checkpoint = 0u32;
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut commits = Vec::new();
         let mut others = Vec::new();
@@ -129,12 +119,22 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, sync: WalSync) {
             };
         }
         if !commits.is_empty() {
-            since_checkpoint += commit(&mut conn, &sync, commits);
-        }
-        if since_checkpoint >= CHECKPOINT_EVERY {
-            since_checkpoint = 0;
-            if let Err(e) = checkpoint(&conn) {
-                log::warn!("token store checkpoint failed (retried later): {e}");
+            let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
+            // Barriers alone need no transaction: everything before them is already committed.
+            let result = if all.is_empty() { Ok(()) } else { apply(&mut conn, &all) };
+            match result {
+                Ok(()) => {
+                    for (_, reply) in commits {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Err(_) => {
+                    // One bad batch member must not fail the others: retry each on its own.
+                    for (ops, reply) in commits {
+                        let refs: Vec<&StoreOp> = ops.iter().collect();
+                        let _ = reply.send(apply(&mut conn, &refs).map_err(db_err));
+                    }
+                }
             }
         }
         for job in others {
@@ -149,57 +149,6 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, sync: WalSync) {
             }
         }
     }
-    // Shutting down: wait for the last syncs, then let SQLite's closing checkpoint sync too.
-    drop(sync);
-    let _ = conn.pragma_update(None, "synchronous", "FULL");
-}
-
-/// Writes one group of submissions to the WAL and hands their waiters to `sync`; returns how
-/// many transactions it took.
-fn commit(conn: &mut Connection, sync: &WalSync, commits: Vec<(Vec<StoreOp>, Waiter)>) -> u32 {
-    if let Some(why) = sync.poisoned() {
-        for (_, reply) in commits {
-            let _ = reply.send(Err(StoreError::Db(format!(
-                "store unavailable after a failed sync: {why}"
-            ))));
-        }
-        return 0;
-    }
-    let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
-    if all.is_empty() {
-        // Barriers alone write nothing: they wait for what is already written.
-        sync.after_pending(commits.into_iter().map(|(_, reply)| reply).collect());
-        return 0;
-    }
-    if apply(conn, &all).is_ok() {
-        sync.written(commits.into_iter().map(|(_, reply)| reply).collect());
-        return 1;
-    }
-    // One bad batch member must not fail the others: retry each on its own.
-    let mut transactions = 0;
-    for (ops, reply) in commits {
-        let refs: Vec<&StoreOp> = ops.iter().collect();
-        match apply(conn, &refs) {
-            Ok(()) => {
-                sync.written(vec![reply]);
-                transactions += 1;
-            }
-            Err(e) => {
-                let _ = reply.send(Err(db_err(e)));
-            }
-        }
-    }
-    transactions
-}
-
-/// Copies the WAL into the database with `synchronous = FULL`: SQLite syncs the WAL before
-/// copying and the database before the WAL can be reused, so no frame is overwritten before its
-/// page is durable. Passive: never waits for a reader.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-    conn.pragma_update(None, "synchronous", "OFF")?;
-    result
 }
 
 const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, \

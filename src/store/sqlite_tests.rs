@@ -62,25 +62,6 @@ async fn committed_rows_survive_reopen_and_purge_removes_dead_ones() {
 }
 
 #[tokio::test]
-async fn rows_written_across_checkpoints_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let n = 3 * CHECKPOINT_EVERY as usize + 7;
-    {
-        let s = SqliteStore::open(&path).unwrap();
-        for i in 0..n {
-            let mut r = row(0, 10_000);
-            r.id.0[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            s.commit(vec![StoreOp::InsertAccess(r)]).await.unwrap();
-        }
-        // A barrier is answered once everything before it is durable.
-        s.commit(Vec::new()).await.unwrap();
-    }
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.load(0).await.unwrap().access.len(), n);
-}
-
-#[tokio::test]
 async fn concurrent_commits_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");

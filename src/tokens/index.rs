@@ -1,6 +1,7 @@
 //! The in-memory index of live tokens: the only thing the request path consults.
 //!
-//! - `access` / `refresh`: id -> record, for validation (one DashMap lookup).
+//! - `access` / `refresh`: id -> record, for validation (one DashMap lookup; the id is not stored
+//!   twice, see [`super::id_set`]).
 //! - `keys`: token key -> that key's live tokens behind a mutex. Issuing, refreshing and
 //!   revoking take the key's mutex for "look, decide, publish, submit to the store", so the
 //!   single-mode invariants hold under concurrency while different keys never wait on each
@@ -8,36 +9,15 @@
 //!   guard is not `Send`, so the compiler refuses a future that would hold it while waiting).
 //!   No DashMap guard is held across an `.await` either: callers clone the `Arc` out first.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use smallvec::SmallVec;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::id_set::IdSet;
 use super::key::TokenKey;
 use super::record::{AccessRecord, RefreshRecord, TokenId};
-
-/// Ids are uniformly random (opaque ids, SHA-256 outputs, and only ids that passed their HMAC
-/// check are looked up), so their first 8 bytes are already a good hash.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-        }
-    }
-}
-
-type IdMap<V> = DashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
 
 /// The live tokens of one key, in issue order (oldest first). A single-mode key holds one active
 /// token: it lives inline, with no allocation of its own.
@@ -57,8 +37,8 @@ impl KeyState {
 /// The index itself.
 #[derive(Default)]
 pub struct TokenIndex {
-    access: IdMap<Arc<AccessRecord>>,
-    refresh: IdMap<Arc<RefreshRecord>>,
+    access: IdSet<AccessRecord>,
+    refresh: IdSet<RefreshRecord>,
     keys: DashMap<Arc<TokenKey>, Arc<Mutex<KeyState>>>,
 }
 
@@ -69,27 +49,24 @@ impl TokenIndex {
 
     /// The access token with this id, if the index holds it.
     pub fn access(&self, id: &TokenId) -> Option<Arc<AccessRecord>> {
-        self.access.get(id).map(|r| Arc::clone(r.value()))
+        self.access.get(id)
     }
 
     /// Runs `f` on the access record without cloning its `Arc` (the hot validation path).
     pub fn with_access<R>(&self, id: &TokenId, f: impl FnOnce(Option<&AccessRecord>) -> R) -> R {
-        match self.access.get(id) {
-            Some(r) => f(Some(r.value())),
-            None => f(None),
-        }
+        self.access.with(id, f)
     }
 
     pub fn refresh(&self, id: &TokenId) -> Option<Arc<RefreshRecord>> {
-        self.refresh.get(id).map(|r| Arc::clone(r.value()))
+        self.refresh.get(id)
     }
 
     pub fn insert_access(&self, rec: Arc<AccessRecord>) {
-        self.access.insert(rec.id, rec);
+        self.access.insert(rec);
     }
 
     pub fn insert_refresh(&self, rec: Arc<RefreshRecord>) {
-        self.refresh.insert(rec.id, rec);
+        self.refresh.insert(rec);
     }
 
     pub fn remove_access(&self, id: &TokenId) {
@@ -123,11 +100,11 @@ impl TokenIndex {
 
     /// Snapshot of the access records (for the sweeper).
     pub fn access_records(&self) -> Vec<Arc<AccessRecord>> {
-        self.access.iter().map(|r| Arc::clone(r.value())).collect()
+        self.access.records()
     }
 
     pub fn refresh_records(&self) -> Vec<Arc<RefreshRecord>> {
-        self.refresh.iter().map(|r| Arc::clone(r.value())).collect()
+        self.refresh.records()
     }
 
     /// The keys that currently have a slot.

@@ -2,6 +2,7 @@
 //! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]).
 
 pub mod format;
+pub mod id_set;
 pub mod index;
 pub mod jwt;
 pub mod key;

@@ -4,6 +4,7 @@
 pub mod format;
 pub mod id_set;
 pub mod index;
+pub mod intern;
 pub mod jwt;
 pub mod key;
 pub mod lifecycle;
@@ -11,6 +12,7 @@ pub mod opaque;
 pub mod record;
 pub mod request;
 pub mod service;
+pub mod slot;
 
 #[cfg(test)]
 mod engine_tests;

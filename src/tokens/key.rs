@@ -6,6 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 /// A set of scope tokens, kept sorted and de-duplicated (case-sensitive), stored as its
 /// canonical text (`"a b c"`), which is also the `X-Scope` header value as is. The text is shared:
 /// a clone costs no allocation, and the index interns it so that every key with the same scope
@@ -98,7 +100,8 @@ pub fn is_scope_token(t: &str) -> bool {
 pub struct TokenKey {
     pub client_id: Arc<str>,
     /// The resource owner for `password` (and refreshes of it); empty for `client_credentials`.
-    pub subject: Box<str>,
+    /// Kept inline up to 24 bytes (most user names): no allocation of its own.
+    pub subject: CompactString,
     pub scope: ScopeSet,
 }
 

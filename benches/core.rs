@@ -17,16 +17,16 @@ use tokengate::oauth::grant_type::GrantType;
 use tokengate::oauth::policy::{decide, ActiveToken, Mode};
 use tokengate::store::sqlite::SqliteStore;
 use tokengate::tokens::format::TokenFormat;
-use tokengate::tokens::index::TokenIndex;
+use tokengate::tokens::index::{KeySlot, TokenIndex};
 use tokengate::tokens::jwt::{AccessClaims, JwtAlgorithm, JwtSigner};
-use tokengate::tokens::key::{ScopeSet, TokenKey};
+use tokengate::tokens::key::ScopeSet;
 use tokengate::tokens::opaque::{OpaqueCodec, OpaqueKind};
 use tokengate::tokens::record::{now_ms, AccessRecord, AtomicState, TokenId, TokenState};
 use tokengate::tokens::service::TokenService;
 
 const N: usize = 1_000_000;
 
-fn record(id: TokenId, key: &Arc<TokenKey>) -> Arc<AccessRecord> {
+fn record(id: TokenId, key: &Arc<KeySlot>) -> Arc<AccessRecord> {
     let now = now_ms();
     Arc::new(AccessRecord {
         id,
@@ -41,17 +41,14 @@ fn record(id: TokenId, key: &Arc<TokenKey>) -> Arc<AccessRecord> {
     })
 }
 
-fn key(i: usize) -> Arc<TokenKey> {
-    Arc::new(TokenKey {
-        client_id: format!("client-{}", i % 1000),
-        subject: String::new(),
-        scope: ScopeSet::parse("orders:read").unwrap(),
-    })
+fn key(index: &TokenIndex, i: usize) -> Arc<KeySlot> {
+    let scope = ScopeSet::parse("orders:read").unwrap();
+    index.key_slot(index.key(&format!("client-{}", i % 1000), "", &scope))
 }
 
 fn filled_index(codec: &OpaqueCodec) -> (Arc<TokenIndex>, Vec<TokenId>) {
     let index = Arc::new(TokenIndex::new());
-    let keys: Vec<_> = (0..1000).map(key).collect();
+    let keys: Vec<_> = (0..1000).map(|i| key(&index, i)).collect();
     let mut ids = Vec::with_capacity(N);
     for i in 0..N {
         let (id, _) = codec.mint(OpaqueKind::Access);
@@ -91,7 +88,7 @@ fn index_benches(c: &mut Criterion) {
             start.elapsed() / 2
         })
     });
-    let k = key(1);
+    let k = key(&index, 1);
     g.bench_function("insert_remove", |b| {
         b.iter(|| {
             let (id, _) = codec.mint(OpaqueKind::Access);
@@ -134,7 +131,7 @@ fn bearer_benches(c: &mut Criterion) {
     let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let (index, _) = filled_index(&codec);
     let service = TokenService::new(Arc::clone(&index), store, codec.clone(), signer);
-    let k = key(1);
+    let k = key(&index, 1);
     let (oid, otext) = codec.mint(OpaqueKind::Access);
     index.insert_access(record(oid, &k));
     index.insert_access(record(TokenId::of_jwt(&jwt), &k));

@@ -253,9 +253,9 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(h);
         }
         if let Some(rec) = &ctx.identity {
-            upstream_request.insert_header("X-Client-Id", rec.key.client_id.as_str())?;
+            upstream_request.insert_header("X-Client-Id", &*rec.key.client_id)?;
             if !rec.key.subject.is_empty() {
-                upstream_request.insert_header("X-Subject", rec.key.subject.as_str())?;
+                upstream_request.insert_header("X-Subject", &*rec.key.subject)?;
             }
             upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
         }

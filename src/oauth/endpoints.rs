@@ -79,14 +79,14 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
 
 /// The RFC 7662 answer for an active token of `key`.
 fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_type: &str, issuer: &str) -> Reply {
-    let sub = if key.subject.is_empty() {
+    let sub: &str = if key.subject.is_empty() {
         &key.client_id
     } else {
         &key.subject
     };
     let mut body = serde_json::json!({
         "active": true,
-        "client_id": key.client_id,
+        "client_id": &*key.client_id,
         "sub": sub,
         "scope": key.scope.as_str(),
         "exp": expires_at_ms / 1000,
@@ -95,7 +95,7 @@ fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_ty
         "iss": issuer,
     });
     if !key.subject.is_empty() {
-        body["username"] = key.subject.as_str().into();
+        body["username"] = (&*key.subject).into();
     }
     Reply::json_no_store(200, body.to_string())
 }

@@ -1,65 +1,35 @@
 //! The in-memory index of live tokens: the only thing the request path consults.
 //!
-//! - `access` / `refresh`: id -> record, for validation (one DashMap lookup).
-//! - `keys`: token key -> that key's live tokens behind a mutex. Issuing, refreshing and
-//!   revoking take the key's mutex for "look, decide, publish, submit to the store", so the
-//!   single-mode invariants hold under concurrency while different keys never wait on each
-//!   other. The mutex is held for microseconds and never across an `.await` (a plain mutex: its
-//!   guard is not `Send`, so the compiler refuses a future that would hold it while waiting).
-//!   No DashMap guard is held across an `.await` either: callers clone the `Arc` out first.
+//! - `access` / `refresh`: id -> record, for validation (one DashMap lookup; the id is not stored
+//!   twice, see [`super::id_set`]).
+//! - `keys`: token key -> that key's [`KeySlot`]: the key and its live tokens behind a mutex, in
+//!   one allocation that the key's records point at too. Issuing, refreshing and revoking take
+//!   the key's mutex for "look, decide, publish, submit to the store", so the single-mode
+//!   invariants hold under concurrency while different keys never wait on each other. The mutex
+//!   is held for microseconds and never across an `.await` (a plain mutex: its guard is not
+//!   `Send`, so the compiler refuses a future that would hold it while waiting). No DashMap guard
+//!   is held across an `.await` either: callers clone the `Arc` out first.
+//! - `names`: the shared copies of client ids and scope sets that keys point at.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use smallvec::SmallVec;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::key::TokenKey;
+use super::id_set::IdSet;
+use super::intern::Interner;
+use super::key::{ScopeSet, TokenKey};
 use super::record::{AccessRecord, RefreshRecord, TokenId};
-
-/// Ids are uniformly random (opaque ids, SHA-256 outputs, and only ids that passed their HMAC
-/// check are looked up), so their first 8 bytes are already a good hash.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-        }
-    }
-}
-
-type IdMap<V> = DashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
-
-/// The live tokens of one key, in issue order (oldest first). A single-mode key holds one active
-/// token: it lives inline, with no allocation of its own.
-#[derive(Debug, Default)]
-pub struct KeyState {
-    pub active: SmallVec<[Arc<AccessRecord>; 1]>,
-    /// Refresh tokens of the key that can still be used (not spent, revoked or expired).
-    pub refresh: Vec<Arc<RefreshRecord>>,
-}
-
-impl KeyState {
-    pub fn is_empty(&self) -> bool {
-        self.active.is_empty() && self.refresh.is_empty()
-    }
-}
+use super::slot::SlotEntry;
+pub use super::slot::{KeySlot, KeyState};
 
 /// The index itself.
 #[derive(Default)]
 pub struct TokenIndex {
-    access: IdMap<Arc<AccessRecord>>,
-    refresh: IdMap<Arc<RefreshRecord>>,
-    keys: DashMap<Arc<TokenKey>, Arc<Mutex<KeyState>>>,
+    access: IdSet<AccessRecord>,
+    refresh: IdSet<RefreshRecord>,
+    keys: DashMap<SlotEntry, ()>,
+    names: Interner,
 }
 
 impl TokenIndex {
@@ -69,27 +39,24 @@ impl TokenIndex {
 
     /// The access token with this id, if the index holds it.
     pub fn access(&self, id: &TokenId) -> Option<Arc<AccessRecord>> {
-        self.access.get(id).map(|r| Arc::clone(r.value()))
+        self.access.get(id)
     }
 
     /// Runs `f` on the access record without cloning its `Arc` (the hot validation path).
     pub fn with_access<R>(&self, id: &TokenId, f: impl FnOnce(Option<&AccessRecord>) -> R) -> R {
-        match self.access.get(id) {
-            Some(r) => f(Some(r.value())),
-            None => f(None),
-        }
+        self.access.with(id, f)
     }
 
     pub fn refresh(&self, id: &TokenId) -> Option<Arc<RefreshRecord>> {
-        self.refresh.get(id).map(|r| Arc::clone(r.value()))
+        self.refresh.get(id)
     }
 
     pub fn insert_access(&self, rec: Arc<AccessRecord>) {
-        self.access.insert(rec.id, rec);
+        self.access.insert(rec);
     }
 
     pub fn insert_refresh(&self, rec: Arc<RefreshRecord>) {
-        self.refresh.insert(rec.id, rec);
+        self.refresh.insert(rec);
     }
 
     pub fn remove_access(&self, id: &TokenId) {
@@ -100,12 +67,25 @@ impl TokenIndex {
         self.refresh.remove(id);
     }
 
-    /// The mutex-guarded state of `key`, created empty on first use.
-    pub fn key_slot(&self, key: &Arc<TokenKey>) -> Arc<Mutex<KeyState>> {
-        if let Some(slot) = self.keys.get(key.as_ref()) {
-            return Arc::clone(slot.value());
+    /// The key `(client_id, subject, scope)`, its client id and scope set shared with the other
+    /// keys that have the same ones.
+    pub fn key(&self, client_id: &str, subject: &str, scope: &ScopeSet) -> TokenKey {
+        TokenKey {
+            client_id: self.names.intern(client_id),
+            subject: subject.into(),
+            scope: ScopeSet::from_canonical(self.names.shared(Arc::clone(scope.shared()))),
         }
-        Arc::clone(self.keys.entry(Arc::clone(key)).or_default().value())
+    }
+
+    /// The slot of `key`, created empty on first use.
+    pub fn key_slot(&self, key: TokenKey) -> Arc<KeySlot> {
+        if let Some(e) = self.keys.get(&key) {
+            return Arc::clone(&e.key().0);
+        }
+        match self.keys.entry(SlotEntry(Arc::new(KeySlot::new(key)))) {
+            Entry::Occupied(o) => Arc::clone(&o.key().0),
+            Entry::Vacant(v) => Arc::clone(&v.insert(()).key().0),
+        }
     }
 
     /// Number of access tokens in the index.
@@ -123,29 +103,38 @@ impl TokenIndex {
 
     /// Snapshot of the access records (for the sweeper).
     pub fn access_records(&self) -> Vec<Arc<AccessRecord>> {
-        self.access.iter().map(|r| Arc::clone(r.value())).collect()
+        self.access.records()
     }
 
     pub fn refresh_records(&self) -> Vec<Arc<RefreshRecord>> {
-        self.refresh.iter().map(|r| Arc::clone(r.value())).collect()
+        self.refresh.records()
     }
 
-    /// The keys that currently have a slot.
-    pub fn keys(&self) -> Vec<Arc<TokenKey>> {
-        self.keys.iter().map(|e| Arc::clone(e.key())).collect()
+    /// Snapshot of the key slots.
+    pub fn slots(&self) -> Vec<Arc<KeySlot>> {
+        self.keys.iter().map(|e| Arc::clone(&e.key().0)).collect()
     }
 
-    /// Drops the slot of `key` if it is empty and nobody else holds it. Safe against a
-    /// concurrent `key_slot`: that clones the `Arc` under the shard lock this check also holds.
-    pub fn drop_key_if_idle(&self, key: &TokenKey) {
-        self.keys.remove_if(key, |_, slot| {
-            Arc::strong_count(slot) == 1 && slot.try_lock().map(|s| s.is_empty()).unwrap_or(false)
+    /// Drops `slot` from the index if its state is empty and nothing but the index and this
+    /// caller holds it (no record points at it). Safe against a concurrent `key_slot`: that
+    /// clones the `Arc` under the shard lock this check also holds.
+    pub fn drop_if_idle(&self, slot: Arc<KeySlot>) {
+        self.keys.remove_if(slot.key(), |e, _| {
+            Arc::ptr_eq(&e.0, &slot) && Arc::strong_count(&slot) == 2 && slot.is_idle()
         });
+    }
+
+    /// Drops the shared client ids and scope sets that no key uses any more.
+    pub fn prune_names(&self) {
+        self.names.prune();
     }
 }
 
-/// Locks a key's state. A panic while it was held cannot leave it half-updated in a way that
-/// matters more than refusing every later request for the key, so poisoning is ignored.
-pub fn lock(slot: &Mutex<KeyState>) -> MutexGuard<'_, KeyState> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
+impl Drop for TokenIndex {
+    /// Breaks the slot <-> record cycles of the keys that still have live tokens.
+    fn drop(&mut self) {
+        for e in self.keys.iter() {
+            *e.key().0.lock() = KeyState::default();
+        }
+    }
 }

@@ -4,11 +4,16 @@
 //! and sorted, so `"b a"` and `"a b a"` are one key; the token format is not part of the key.
 
 use std::fmt;
+use std::sync::Arc;
+
+use compact_str::CompactString;
 
 /// A set of scope tokens, kept sorted and de-duplicated (case-sensitive), stored as its
-/// canonical text (`"a b c"`): one allocation per key, and the `X-Scope` header value as is.
+/// canonical text (`"a b c"`), which is also the `X-Scope` header value as is. The text is shared:
+/// a clone costs no allocation, and the index interns it so that every key with the same scope
+/// set points at one copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ScopeSet(Box<str>);
+pub struct ScopeSet(Arc<str>);
 
 /// A scope string that is not a valid RFC 6749 section 3.3 scope list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +37,7 @@ impl ScopeSet {
         }
         v.sort_unstable();
         v.dedup();
-        Ok(ScopeSet(v.join(" ").into_boxed_str()))
+        Ok(ScopeSet(Arc::from(v.join(" "))))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -51,6 +56,17 @@ impl ScopeSet {
     /// The canonical text: sorted scopes joined by one space.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The shared canonical text (what the index interns).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
+
+    /// A set from text that is already canonical (sorted, de-duplicated, valid): the interned
+    /// copy of another set's text.
+    pub(crate) fn from_canonical(text: Arc<str>) -> ScopeSet {
+        ScopeSet(text)
     }
 
     pub fn contains(&self, scope: &str) -> bool {
@@ -77,12 +93,15 @@ pub fn is_scope_token(t: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-/// The identity that the renewal policy groups tokens by.
+/// The identity that the renewal policy groups tokens by. The client id and the scope set are
+/// shared with every other key of the same client or scope set (the index interns them: see
+/// [`super::index::TokenIndex::key`]); only the subject is the key's own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenKey {
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// The resource owner for `password` (and refreshes of it); empty for `client_credentials`.
-    pub subject: String,
+    /// Kept inline up to 24 bytes (most user names): no allocation of its own.
+    pub subject: CompactString,
     pub scope: ScopeSet,
 }
 

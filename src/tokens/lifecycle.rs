@@ -1,13 +1,12 @@
 //! The rest of a token's life: refresh with rotation and reuse detection, revocation (RFC 7009),
 //! restoring the index from the store at start, and sweeping expired tokens.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::format::TokenFormat;
-use super::index::{lock, KeyState};
-use super::key::{ScopeSet, TokenKey};
+use super::index::KeyState;
+use super::key::ScopeSet;
 use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
@@ -49,12 +48,12 @@ impl TokenService {
         let rec = self.index().refresh(&rid).ok_or(ServiceError::InvalidGrant(
             "the refresh token is invalid, expired or revoked",
         ))?;
-        if rec.key.client_id != p.client_id {
+        if *rec.key.client_id != *p.client_id {
             return Err(ServiceError::InvalidGrant(
                 "the refresh token was issued to another client",
             ));
         }
-        let slot = self.index().key_slot(&rec.key);
+        let slot = Arc::clone(&rec.key);
         let params = IssueParams {
             grant: GrantType::RefreshToken,
             ..p
@@ -62,7 +61,7 @@ impl TokenService {
         let presigned = self.presign(&rec.key, &params).await?;
         // `Err(ack)`: a spent refresh token came back; its family's revocation is being stored.
         let pending: Result<_, Ack> = 'locked: {
-            let mut st = lock(&slot);
+            let mut st = slot.lock();
             match rec.state.get() {
                 TokenState::Inactive => {
                     let effects = family_effects(&st, &rec.family);
@@ -91,11 +90,9 @@ impl TokenService {
                 self.apply(&mut st, e);
             }
             let mode = params.policy.mode(GrantType::RefreshToken);
-            let key = Arc::clone(&rec.key);
             Ok(self.issue_locked(
                 &mut st,
                 &slot,
-                key,
                 &params,
                 mode,
                 false,
@@ -120,12 +117,11 @@ impl TokenService {
     /// RFC 7009 revocation by the owning client. Unknown or dead tokens are not an error.
     pub async fn revoke(&self, client_id: &str, text: &str) -> Result<Revoked, ServiceError> {
         if let Some(rec) = self.access_id(text).and_then(|id| self.index().access(&id)) {
-            if rec.key.client_id != client_id {
+            if *rec.key.client_id != *client_id {
                 return Err(ServiceError::NotOwner);
             }
-            let slot = self.index().key_slot(&rec.key);
             let ack = {
-                let mut st = lock(&slot);
+                let mut st = rec.key.lock();
                 if rec.state.get() != TokenState::Active {
                     return Ok(Revoked::Nothing);
                 }
@@ -143,12 +139,11 @@ impl TokenService {
             .parse(OpaqueKind::Refresh, text)
             .and_then(|id| self.index().refresh(&id))
         {
-            if rec.key.client_id != client_id {
+            if *rec.key.client_id != *client_id {
                 return Err(ServiceError::NotOwner);
             }
-            let slot = self.index().key_slot(&rec.key);
             let ack = {
-                let mut st = lock(&slot);
+                let mut st = rec.key.lock();
                 let effects = family_effects(&st, &rec.family);
                 if effects.is_empty() {
                     return Ok(Revoked::Nothing);
@@ -175,19 +170,14 @@ impl TokenService {
     /// Fills the index from the store (at start). Returns (access, refresh) counts.
     pub async fn restore(&self) -> Result<(usize, usize), StoreError> {
         let Snapshot { access, refresh } = self.store().load(now_ms()).await?;
-        let mut keys: HashMap<TokenKey, Arc<TokenKey>> = HashMap::new();
-        let mut intern = |client_id: String, subject: String, scope: &str| -> Option<Arc<TokenKey>> {
+        let index = self.index();
+        let slot = |client_id: &str, subject: &str, scope: &str| {
             let scope = ScopeSet::parse(scope).ok()?;
-            let k = TokenKey {
-                client_id,
-                subject,
-                scope,
-            };
-            Some(Arc::clone(keys.entry(k.clone()).or_insert_with(|| Arc::new(k))))
+            Some(index.key_slot(index.key(client_id, subject, &scope)))
         };
         let (mut na, mut nr) = (0, 0);
         for row in refresh {
-            let Some(key) = intern(row.client_id, row.subject, &row.scope) else {
+            let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
                 continue;
             };
             let rec = Arc::new(RefreshRecord {
@@ -200,14 +190,14 @@ impl TokenService {
                 state: AtomicState::new(row.state),
             });
             if row.state == TokenState::Active {
-                lock(&self.index().key_slot(&key)).refresh.push(Arc::clone(&rec));
+                key.lock().refresh.push(Arc::clone(&rec));
             }
             self.index().insert_refresh(rec);
             nr += 1;
         }
         for row in access {
             let (Some(key), Some(format), Some(grant)) = (
-                intern(row.client_id, row.subject, &row.scope),
+                slot(&row.client_id, &row.subject, &row.scope),
                 TokenFormat::parse(&row.format),
                 GrantType::parse(&row.grant),
             ) else {
@@ -227,7 +217,7 @@ impl TokenService {
                 state: AtomicState::new(TokenState::Active),
                 durable: AtomicBool::new(true),
             });
-            lock(&self.index().key_slot(&key)).active.push(Arc::clone(&rec));
+            key.lock().active.push(Arc::clone(&rec));
             self.index().insert_access(rec);
             na += 1;
         }
@@ -238,10 +228,15 @@ impl TokenService {
     pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
         let now = now_ms();
         let mut report = SweepReport::default();
-        for key in self.index().keys() {
-            let slot = self.index().key_slot(&key);
+        for r in self.index().refresh_records() {
+            if r.expires_at_ms <= now {
+                self.index().remove_refresh(&r.id);
+                report.expired_refresh += 1;
+            }
+        }
+        for slot in self.index().slots() {
             {
-                let mut st = lock(&slot);
+                let mut st = slot.lock();
                 st.active.retain(|a| {
                     let live = a.expires_at_ms > now;
                     if !live {
@@ -253,15 +248,9 @@ impl TokenService {
                 });
                 st.refresh.retain(|r| r.expires_at_ms > now);
             }
-            drop(slot);
-            self.index().drop_key_if_idle(&key);
+            self.index().drop_if_idle(slot);
         }
-        for r in self.index().refresh_records() {
-            if r.expires_at_ms <= now {
-                self.index().remove_refresh(&r.id);
-                report.expired_refresh += 1;
-            }
-        }
+        self.index().prune_names();
         report.purged_rows = self.store().purge(now).await?;
         Ok(report)
     }

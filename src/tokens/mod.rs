@@ -2,7 +2,9 @@
 //! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]).
 
 pub mod format;
+pub mod id_set;
 pub mod index;
+pub mod intern;
 pub mod jwt;
 pub mod key;
 pub mod lifecycle;
@@ -10,6 +12,7 @@ pub mod opaque;
 pub mod record;
 pub mod request;
 pub mod service;
+pub mod slot;
 
 #[cfg(test)]
 mod engine_tests;

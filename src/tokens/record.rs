@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::format::TokenFormat;
-use super::key::TokenKey;
+use super::slot::KeySlot;
 use crate::oauth::grant_type::GrantType;
 
 /// A token's id in the index and the store: the random id of an opaque token, or the SHA-256 of a
@@ -78,14 +78,14 @@ impl AtomicState {
 #[derive(Debug)]
 pub struct AccessRecord {
     pub id: TokenId,
-    pub key: Arc<TokenKey>,
+    /// Its key, and that key's state: reads as the [`super::key::TokenKey`].
+    pub key: Arc<KeySlot>,
     pub format: TokenFormat,
     pub grant: GrantType,
     /// Whole seconds, times 1000: `iat` of the token.
     pub issued_at_ms: u64,
     /// Whole seconds, times 1000: `exp` of the token.
     pub expires_at_ms: u64,
-    /// The refresh token issued with it, if any (opaque id, text recomputable).
     /// The refresh token issued with it, and its family; boxed because most tokens have none
     /// (8 bytes instead of 56 in every record).
     pub refresh: Option<Box<RefreshLink>>,
@@ -130,7 +130,7 @@ impl AccessRecord {
 #[derive(Debug)]
 pub struct RefreshRecord {
     pub id: TokenId,
-    pub key: Arc<TokenKey>,
+    pub key: Arc<KeySlot>,
     pub family: FamilyId,
     pub issued_at_ms: u64,
     pub expires_at_ms: u64,

@@ -18,7 +18,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::format::TokenFormat;
-use super::index::{lock, KeyState, TokenIndex};
+use super::index::{KeySlot, KeyState, TokenIndex};
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
 use super::key::TokenKey;
 use super::opaque::{OpaqueCodec, OpaqueKind};
@@ -67,7 +67,7 @@ pub(super) enum Pending {
         issued: Issued,
         ack: Ack,
         published: Option<Arc<AccessRecord>>,
-        slot: Arc<std::sync::Mutex<KeyState>>,
+        slot: Arc<KeySlot>,
     },
 }
 
@@ -130,17 +130,12 @@ impl TokenService {
 
     /// Answers a `client_credentials` or `password` token request under the renewal policy.
     pub async fn issue(&self, p: IssueParams<'_>) -> Result<Issued, ServiceError> {
-        let key = Arc::new(TokenKey {
-            client_id: p.client_id.to_string(),
-            subject: p.subject.to_string(),
-            scope: p.scope.clone(),
-        });
-        let presigned = self.presign(&key, &p).await?;
-        let slot = self.index.key_slot(&key);
+        let slot = self.index.key_slot(self.index.key(p.client_id, p.subject, &p.scope));
+        let presigned = self.presign(&slot, &p).await?;
         let pending = {
-            let mut st = lock(&slot);
+            let mut st = slot.lock();
             let mode = p.policy.mode(p.grant);
-            self.issue_locked(&mut st, &slot, key, &p, mode, true, None, Vec::new(), presigned)
+            self.issue_locked(&mut st, &slot, &p, mode, true, None, Vec::new(), presigned)
         };
         self.finish(pending).await
     }
@@ -151,7 +146,7 @@ impl TokenService {
     /// the hand-off and are made in place.
     pub(super) async fn presign(
         &self,
-        key: &Arc<TokenKey>,
+        key: &Arc<KeySlot>,
         p: &IssueParams<'_>,
     ) -> Result<Option<Presigned>, ServiceError> {
         if p.format != TokenFormat::Jwt {
@@ -178,8 +173,7 @@ impl TokenService {
     pub(super) fn issue_locked(
         &self,
         st: &mut KeyState,
-        slot: &Arc<std::sync::Mutex<KeyState>>,
-        key: Arc<TokenKey>,
+        slot: &Arc<KeySlot>,
         p: &IssueParams<'_>,
         mode: Mode,
         reuse_allowed: bool,
@@ -263,7 +257,7 @@ impl TokenService {
             let (rid, rtext) = self.codec.mint(OpaqueKind::Refresh);
             let rec = Arc::new(RefreshRecord {
                 id: rid,
-                key: Arc::clone(&key),
+                key: Arc::clone(slot),
                 family: family.unwrap_or_else(random_family),
                 issued_at_ms,
                 expires_at_ms: issued_at_ms + ttl * 1000,
@@ -274,7 +268,7 @@ impl TokenService {
         });
         let access = Arc::new(AccessRecord {
             id,
-            key: Arc::clone(&key),
+            key: Arc::clone(slot),
             format: p.format,
             grant: p.grant,
             issued_at_ms,
@@ -309,7 +303,7 @@ impl TokenService {
         let issued = Issued {
             access_token,
             expires_in: p.access_ttl_secs,
-            scope: key.scope.to_string(),
+            scope: slot.scope.to_string(),
             refresh_token,
             outcome: Outcome::New(mode),
             revoked,
@@ -342,7 +336,7 @@ impl TokenService {
             }
             Err(e) => {
                 if let Some(rec) = published {
-                    let mut st = lock(&slot);
+                    let mut st = slot.lock();
                     if let Some(rid) = rec.refresh_id() {
                         if let Some(r) = st.refresh.iter().find(|r| r.id == rid).cloned() {
                             self.apply(&mut st, &Effect::Refresh(r, TokenState::Revoked));
@@ -379,9 +373,9 @@ impl TokenService {
 fn sign_jwt(signer: &JwtSigner, key: &TokenKey, issuer: &str, ttl_secs: u64) -> Result<Presigned, ServiceError> {
     let iat_s = now_ms() / 1000;
     let sub = if key.subject.is_empty() {
-        &key.client_id
+        &*key.client_id
     } else {
-        &key.subject
+        &*key.subject
     };
     let jti = random_jti();
     let text = signer.sign(&AccessClaims {
@@ -403,8 +397,8 @@ fn sign_jwt(signer: &JwtSigner, key: &TokenKey, issuer: &str, ttl_secs: u64) -> 
 pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
     AccessRow {
         id: r.id,
-        client_id: r.key.client_id.clone(),
-        subject: r.key.subject.clone(),
+        client_id: r.key.client_id.to_string(),
+        subject: r.key.subject.to_string(),
         scope: r.key.scope.to_string(),
         format: r.format.as_str().to_string(),
         grant: r.grant.as_str().to_string(),
@@ -419,8 +413,8 @@ pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
 pub(crate) fn refresh_row(r: &RefreshRecord) -> RefreshRow {
     RefreshRow {
         id: r.id,
-        client_id: r.key.client_id.clone(),
-        subject: r.key.subject.clone(),
+        client_id: r.key.client_id.to_string(),
+        subject: r.key.subject.to_string(),
         scope: r.key.scope.to_string(),
         family: r.family,
         issued_at_ms: r.issued_at_ms,

@@ -14,6 +14,10 @@ use tokengate::tokens::key::ScopeSet;
 use tokengate::tokens::opaque::{OpaqueCodec, OpaqueKind};
 use tokengate::tokens::record::{now_ms, AccessRecord, AtomicState, TokenState};
 
+/// The gateway's allocator, so the figure is the gateway's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOKENS: usize = 1_000_000;
 
 fn rss_kib() -> u64 {

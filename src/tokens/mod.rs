@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod opaque;
 pub mod record;
 pub mod request;
+pub mod rows;
 pub mod service;
 pub mod slot;
 

@@ -23,8 +23,9 @@ use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
 use super::key::TokenKey;
 use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenId, TokenState};
+use super::rows::{access_row, refresh_row};
 use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, Retire};
-use crate::store::{AccessRow, Ack, RefreshRow, StoreOp, TokenStore};
+use crate::store::{Ack, StoreOp, TokenStore};
 
 pub use super::request::{IssueParams, Issued, Outcome, RevokeCause, ServiceError};
 
@@ -392,34 +393,4 @@ fn sign_jwt(signer: &JwtSigner, key: &TokenKey, issuer: &str, ttl_secs: u64) -> 
         text,
         issued_at_ms: iat_s * 1000,
     })
-}
-
-pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
-    AccessRow {
-        id: r.id,
-        client_id: r.key.client_id.to_string(),
-        subject: r.key.subject.to_string(),
-        scope: r.key.scope.to_string(),
-        format: r.format.as_str().to_string(),
-        grant: r.grant.as_str().to_string(),
-        issued_at_ms: r.issued_at_ms,
-        expires_at_ms: r.expires_at_ms,
-        state: r.state.get(),
-        family: r.family().copied(),
-        refresh_id: r.refresh_id(),
-    }
-}
-
-pub(crate) fn refresh_row(r: &RefreshRecord) -> RefreshRow {
-    RefreshRow {
-        id: r.id,
-        client_id: r.key.client_id.to_string(),
-        subject: r.key.subject.to_string(),
-        scope: r.key.scope.to_string(),
-        family: r.family,
-        issued_at_ms: r.issued_at_ms,
-        expires_at_ms: r.expires_at_ms,
-        access_id: r.access_id,
-        state: r.state.get(),
-    }
 }

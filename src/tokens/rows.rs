@@ -1,0 +1,34 @@
+//! A record as the store keeps it: the row written when a token is issued.
+
+use super::record::{AccessRecord, RefreshRecord};
+use crate::store::{AccessRow, RefreshRow};
+
+pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
+    AccessRow {
+        id: r.id,
+        client_id: r.key.client_id.to_string(),
+        subject: r.key.subject.to_string(),
+        scope: r.key.scope.to_string(),
+        format: r.format.as_str().to_string(),
+        grant: r.grant.as_str().to_string(),
+        issued_at_ms: r.issued_at_ms,
+        expires_at_ms: r.expires_at_ms,
+        state: r.state.get(),
+        family: r.family().copied(),
+        refresh_id: r.refresh_id(),
+    }
+}
+
+pub(crate) fn refresh_row(r: &RefreshRecord) -> RefreshRow {
+    RefreshRow {
+        id: r.id,
+        client_id: r.key.client_id.to_string(),
+        subject: r.key.subject.to_string(),
+        scope: r.key.scope.to_string(),
+        family: r.family,
+        issued_at_ms: r.issued_at_ms,
+        expires_at_ms: r.expires_at_ms,
+        access_id: r.access_id,
+        state: r.state.get(),
+    }
+}

@@ -45,8 +45,10 @@ http {
   server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
 }
 NGINX
+declare -A PID   # port -> process, for the CPU each request costs it
 "$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 ./target/release/examples/passthrough 127.0.0.1:18082 127.0.0.1:$UP "$THREADS" 2>"$work/passthrough.log" & pids+=($!)
+PID[18082]=$!
 
 SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
 gateway() { # name port algorithm enable
@@ -99,6 +101,7 @@ upstream = "127.0.0.1:$UP"
 auth = false
 TOML
   RUST_LOG=warn ./target/release/tokengate --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
+  PID[$2]=$!
 }
 gateway single 18090 RS256 false
 gateway multi 18091 RS256 true
@@ -138,32 +141,43 @@ scenarios=(
 results="$work/results"
 : > "$results"
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq 1 "$ROUNDS"); do
   for i in "${!scenarios[@]}"; do
     IFS='|' read -r name url script envs <<<"${scenarios[$i]}"
     args=(-t1 "-c$CONNS" "-d${DUR}s" --latency)
     [ -n "$script" ] && args+=(-s "benches/load/$script")
+    port=$(sed 's#^http://[^:]*:\([0-9]*\)/.*#\1#' <<<"$url")
+    before=$(cpu_ticks "${PID[$port]}")
     out=$(env $envs wrk "${args[@]}" "$url")
+    after=$(cpu_ticks "${PID[$port]}")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    # The serving process's user+system CPU per request, in microseconds (clock ticks of 10 ms):
+    # steadier than req/s, which moves with where the scheduler puts wrk, nginx and the worker.
+    cpu=$(awk -v t=$((after - before)) -v n="$reqs" -v hz="$HZ" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }')
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx/ {print $5}' <<<"$out"); errs=${errs:-0}
-    echo "$i|$rps|$p99|$errs" >> "$results"
-    printf 'round %d  %-34s %10s req/s  p99 %8s ms  non-2xx %s\n' "$round" "$name" "$rps" "$p99" "$errs" >&2
+    echo "$i|$rps|$p99|$errs|$cpu" >> "$results"
+    printf 'round %d  %-34s %10s req/s  p99 %8s ms  non-2xx %s  cpu %s us/req\n' "$round" "$name" "$rps" "$p99" "$errs" "$cpu" >&2
   done
 done
 
 echo
 echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream"
-printf '%-34s %12s %10s %8s\n' scenario "req/s (med)" "p99 ms" non-2xx
+printf '%-34s %12s %10s %8s %12s\n' scenario "req/s (med)" "p99 ms" non-2xx "CPU us/req"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A RPS
+declare -A RPS CPU
 for i in "${!scenarios[@]}"; do
   IFS='|' read -r name _ <<<"${scenarios[$i]}"
   rps=$(awk -F'|' -v i="$i" '$1 == i {print $2}' "$results" | median)
   p99=$(awk -F'|' -v i="$i" '$1 == i {print $3}' "$results" | median)
   errs=$(awk -F'|' -v i="$i" '$1 == i {s += $4} END {print s + 0}' "$results")
+  cpu=$(awk -F'|' -v i="$i" '$1 == i {print $5}' "$results" | median)
   RPS[$i]=$rps
-  printf '%-34s %12.0f %10.3f %8s\n' "$name" "$rps" "$p99" "$errs"
+  CPU[$i]=$cpu
+  printf '%-34s %12.0f %10.3f %8s %12.2f\n' "$name" "$rps" "$p99" "$errs" "$cpu"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
@@ -174,6 +188,11 @@ echo "opaque bearer / public route              $(ratio "${RPS[3]}" "${RPS[1]}")
 echo "JWT bearer / public route                 $(ratio "${RPS[4]}" "${RPS[1]}")   (target >= 0.97)"
 echo "JWT bearer / public route, same header    $(ratio "${RPS[4]}" "${RPS[2]}")   (validation cost alone)"
 echo "public route / bare passthrough           $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 1.10)"
+echo "CPU per request (process serving it), the same comparisons the other way round (lower is better):"
+echo "  public route / bare passthrough         $(ratio "${CPU[1]}" "${CPU[0]}")"
+echo "  opaque bearer / public route            $(ratio "${CPU[3]}" "${CPU[1]}")"
+echo "  JWT bearer / public route               $(ratio "${CPU[4]}" "${CPU[1]}")"
+echo "  durable opaque issuance / metadata      $(ratio "${CPU[7]}" "${CPU[5]}")"
 echo "durable opaque issuance / metadata        $(ratio "${RPS[7]}" "${RPS[5]}")   (target >= 0.80)"
 echo "ES256 issuance / metadata                 $(ratio "${RPS[10]}" "${RPS[5]}")   (target >= 0.60)"
 echo "EdDSA issuance / metadata                 $(ratio "${RPS[11]}" "${RPS[5]}")   (target >= 0.60)"

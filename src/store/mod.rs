@@ -2,6 +2,7 @@
 //! database for cluster mode are interchangeable. The request path never reads it: the index is
 //! loaded from it at start, and every change is written to it before the answer is sent.
 
+pub mod ack;
 pub mod sqlite;
 pub mod timed;
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::ack::{self, Relays, Waiter};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
@@ -17,7 +18,7 @@ use crate::tokens::record::{FamilyId, TokenId, TokenState};
 const MAX_BATCH: usize = 4096;
 
 enum Job {
-    Commit(Vec<StoreOp>, oneshot::Sender<Result<(), StoreError>>),
+    Commit(Vec<StoreOp>, Waiter),
     Load(u64, oneshot::Sender<Result<Snapshot, StoreError>>),
     Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
 }
@@ -25,6 +26,7 @@ enum Job {
 /// Handle to the writer thread; cheap to share behind an `Arc`.
 pub struct SqliteStore {
     tx: mpsc::Sender<Job>,
+    relays: Relays,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -70,7 +72,10 @@ impl SqliteStore {
             .name("tokengate-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(SqliteStore { tx })
+        Ok(SqliteStore {
+            tx,
+            relays: Relays::default(),
+        })
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -82,7 +87,7 @@ impl SqliteStore {
 impl TokenStore for SqliteStore {
     fn submit(&self, ops: Vec<StoreOp>) -> Ack {
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(Job::Commit(ops, tx));
+        let sent = self.send(Job::Commit(ops, self.relays.waiter(tx)));
         Box::pin(async move {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
@@ -123,17 +128,17 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             // Barriers alone need no transaction: everything before them is already committed.
             let result = if all.is_empty() { Ok(()) } else { apply(&mut conn, &all) };
             match result {
-                Ok(()) => {
-                    for (_, reply) in commits {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
+                Ok(()) => ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect()),
                 Err(_) => {
                     // One bad batch member must not fail the others: retry each on its own.
-                    for (ops, reply) in commits {
-                        let refs: Vec<&StoreOp> = ops.iter().collect();
-                        let _ = reply.send(apply(&mut conn, &refs).map_err(db_err));
-                    }
+                    let done = commits
+                        .into_iter()
+                        .map(|(ops, w)| {
+                            let refs: Vec<&StoreOp> = ops.iter().collect();
+                            (w, apply(&mut conn, &refs).map_err(db_err))
+                        })
+                        .collect();
+                    ack::complete(done);
                 }
             }
         }

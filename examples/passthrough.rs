@@ -2,6 +2,9 @@
 //! harness (`benches/load/run.sh`) compares tokengate with.
 //!
 //!     cargo run --release --example passthrough -- 127.0.0.1:18082 127.0.0.1:18081 1
+//!
+//! A fourth argument `nosteal` switches pingora's work-stealing runtime (its default, the floor)
+//! for one current-thread runtime per worker thread, as tokengate runs.
 
 use std::net::SocketAddr;
 
@@ -30,12 +33,13 @@ impl ProxyHttp for Passthrough {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream)) = (args.get(1), args.get(2).and_then(|u| u.parse().ok())) else {
-        eprintln!("usage: passthrough LISTEN UPSTREAM [THREADS]");
+        eprintln!("usage: passthrough LISTEN UPSTREAM [THREADS] [nosteal]");
         std::process::exit(2);
     };
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
     let conf = ServerConf {
         threads,
+        work_stealing: args.get(4).map(String::as_str) != Some("nosteal"),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()

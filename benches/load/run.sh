@@ -31,6 +31,13 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 UP=18081
+for port in 18081 18082 18090 18091 18092 18093; do
+  # A leftover server on a port would be measured instead of the one started here.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "run.sh: port $port is already in use; stop what listens there first" >&2
+    exit 1
+  fi
+done
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;

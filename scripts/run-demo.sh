@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release --locked
-./target/release/tokengate demo-upstream --listen 127.0.0.1:9000 &
+bin="${CARGO_TARGET_DIR:-target}/release/tokengate"
+"$bin" demo-upstream --listen 127.0.0.1:9000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT
-./target/release/tokengate --conf conf/gateway.toml
+"$bin" --conf conf/gateway.toml

@@ -20,6 +20,7 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,18 @@ struct Table<K> {
     windows: DashMap<K, Window>,
     capacity: usize,
     last_sweep: Mutex<Option<Instant>>,
+    /// The table's time origin, for [`Table::lock_ends`].
+    base: Instant,
+    /// The latest end of any lockout set in this table, in nanoseconds after `base` (0: none).
+    /// Once it has passed no lockout is in force, and a check needs no lookup (and no hashing):
+    /// the common case of every request to the OAuth endpoints.
+    lock_ends: AtomicU64,
+}
+
+/// Nanoseconds from `base` to `t`; `None` when `t` is earlier.
+fn nanos_after(base: Instant, t: Instant) -> Option<u64> {
+    t.checked_duration_since(base)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
@@ -91,6 +104,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
             windows: DashMap::new(),
             capacity,
             last_sweep: Mutex::new(None),
+            base: Instant::now(),
+            lock_ends: AtomicU64::new(0),
         }
     }
 
@@ -99,6 +114,10 @@ impl<K: Hash + Eq + Clone> Table<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // (An instant before `base` cannot be placed: look it up.)
+        if nanos_after(self.base, now).is_some_and(|n| n >= self.lock_ends.load(Ordering::Acquire)) {
+            return None;
+        }
         self.windows.get(key).and_then(|w| w.locked_for(now))
     }
 
@@ -121,6 +140,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if w.failures >= limits.max_failures {
             // The duration is capped by the config loader, so the addition cannot overflow.
             w.locked_until = now.checked_add(limits.duration);
+            if let Some(end) = w.locked_until.and_then(|until| nanos_after(self.base, until)) {
+                self.lock_ends.fetch_max(end, Ordering::Release);
+            }
         }
     }
 

@@ -181,3 +181,29 @@ fn a_table_full_of_lockouts_leaves_new_keys_uncounted_and_sweeps_at_most_once_a_
     assert!(l.check(&lim, Subject::User("a"), ms(30_600)).is_ok());
     assert_eq!(l.tracked(), 1);
 }
+
+#[test]
+fn the_no_lockout_shortcut_never_hides_one_in_force() {
+    // A check skips the table lookup once every lockout set in the table has ended.
+    let (l, lim) = (Lockout::default(), limits(1));
+    let t0 = Instant::now();
+    let other = Subject::Client("other");
+    assert_eq!(retry(l.check(&lim, APP, t0)), None);
+    l.record_failure(&lim, APP, t0);
+    assert_eq!(retry(l.check(&lim, APP, t0 + secs(1))), Some(29));
+    assert_eq!(retry(l.check(&lim, other, t0 + secs(1))), None);
+    assert_eq!(retry(l.check(&lim, APP, t0 + secs(31))), None);
+    // A lockout set after the last one ended still counts.
+    l.record_failure(&lim, other, t0 + secs(40));
+    assert_eq!(retry(l.check(&lim, other, t0 + secs(41))), Some(29));
+    assert_eq!(retry(l.check(&lim, APP, t0 + secs(41))), None, "APP's lockout is over");
+
+    // Clock readings from before the table existed are looked up, never assumed clear.
+    let l = Lockout::default();
+    let early = Instant::now()
+        .checked_sub(secs(60))
+        .expect("the machine has been up for a minute");
+    l.record_failure(&lim, APP, early);
+    assert_eq!(retry(l.check(&lim, APP, early + secs(20))), Some(10));
+    assert_eq!(retry(l.check(&lim, APP, early + secs(31))), None);
+}

@@ -137,8 +137,8 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let conf = ServerConf {
         threads: s.threads,
         // One current-thread runtime per worker thread instead of a work-stealing one: proxied
-        // requests took ~8-16 % less CPU in alternating A/B runs (README, "What was tried").
-        // Store acks reach such a runtime through one relay task per thread (`store::ack`).
+        // requests served 8-16 % more in alternating A/B runs (README, "What was tried"). Store
+        // acks reach each such runtime through one relay task (`store::ack`).
         work_stealing: false,
         grace_period_seconds: Some(s.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),

@@ -53,9 +53,7 @@ impl Relays {
         let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
         rt.spawn(async move {
             while let Some(batch) = rx.recv().await {
-                for (reply, result) in batch {
-                    let _ = reply.send(result);
-                }
+                deliver(batch);
             }
         });
         // Relays of runtimes that have shut down are closed: forget them.
@@ -81,10 +79,15 @@ pub fn complete(done: Vec<(Waiter, AckResult)>) {
     }
     for (relay, batch) in groups {
         if let Err(mpsc::error::SendError(batch)) = relay.send(batch) {
-            for (reply, result) in batch {
-                let _ = reply.send(result);
-            }
+            deliver(batch);
         }
+    }
+}
+
+/// Hands each ack to its waiter (one that stopped waiting is skipped).
+fn deliver(batch: Batch) {
+    for (reply, result) in batch {
+        let _ = reply.send(result);
     }
 }
 

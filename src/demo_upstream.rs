@@ -47,7 +47,13 @@ fn handle(stream: TcpStream) -> std::io::Result<()> {
                 if k == "connection" && v.eq_ignore_ascii_case("close") {
                     close = true;
                 }
-                headers.insert(k, v.into());
+                // Repeated headers are joined as HTTP reads them, so a forged copy left beside
+                // the gateway's own value shows.
+                let joined = match headers.get(&k).and_then(|old| old.as_str()) {
+                    Some(old) => format!("{old}, {v}"),
+                    None => v,
+                };
+                headers.insert(k, joined.into());
             }
         }
         let mut body = vec![0u8; content_length];

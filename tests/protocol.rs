@@ -223,9 +223,21 @@ fn gateway_answers_follow_rfc6750_and_pass_identity_headers() {
     assert_eq!(echo["path"], "/scoped/orders?id=1");
 
     let cc = gw.cc("opaque-app");
-    let echo: Value = gw.http.get(&url).bearer_auth(at(&cc)).send().unwrap().json().unwrap();
-    assert_eq!(echo["x-client-id"], "opaque-app");
+    let echo: Value = gw
+        .http
+        .get(&url)
+        .bearer_auth(at(&cc))
+        .header("x-client-id", "forged")
+        .header("X-SUBJECT", "root")
+        .header("X-Scope", "admin")
+        .header("X-Scope", "admin2")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(echo["x-client-id"], "opaque-app", "no forged copy beside it");
     assert_eq!(echo["x-subject"], Value::Null, "client_credentials has no subject");
+    assert_eq!(echo["x-scope"], "a b c orders:read", "the forged scopes are gone");
     let echo: Value = gw
         .http
         .get(format!("{}/public/x", gw.base))

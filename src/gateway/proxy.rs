@@ -249,16 +249,21 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         upstream_request.remove_header(&http::header::AUTHORIZATION);
-        for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
-            upstream_request.remove_header(h);
-        }
-        if let Some(rec) = &ctx.identity {
-            upstream_request.insert_header("X-Client-Id", &*rec.key.client_id)?;
-            if !rec.key.subject.is_empty() {
-                upstream_request.insert_header("X-Subject", &*rec.key.subject)?;
+        let Some(rec) = &ctx.identity else {
+            for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
+                upstream_request.remove_header(h);
             }
-            upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
+            return Ok(());
+        };
+        // `insert_header` replaces every value a client sent under the same name, so only a
+        // header that is not set needs removing (each edit hashes into two header maps).
+        upstream_request.insert_header("X-Client-Id", &*rec.key.client_id)?;
+        if rec.key.subject.is_empty() {
+            upstream_request.remove_header(&X_SUBJECT);
+        } else {
+            upstream_request.insert_header("X-Subject", &*rec.key.subject)?;
         }
+        upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
         Ok(())
     }
 

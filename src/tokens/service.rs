@@ -122,7 +122,7 @@ impl TokenService {
     pub fn access_id(&self, text: &str) -> Option<TokenId> {
         if OpaqueCodec::has_prefix(OpaqueKind::Access, text) {
             self.codec.parse(OpaqueKind::Access, text)
-        } else if text.bytes().filter(|&b| b == b'.').count() == 2 {
+        } else if memchr::memchr_iter(b'.', text.as_bytes()).take(3).count() == 2 {
             Some(TokenId::of_jwt(text))
         } else {
             None

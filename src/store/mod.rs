@@ -3,6 +3,7 @@
 //! loaded from it at start, and every change is written to it before the answer is sent.
 
 pub mod ack;
+pub mod checkpoint;
 pub mod sqlite;
 pub mod timed;
 

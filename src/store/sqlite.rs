@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::ack::{self, Relays, Waiter};
+use super::checkpoint::{self, Checkpoints};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
@@ -40,7 +41,6 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-PRAGMA wal_autocheckpoint = 4000;
 CREATE TABLE IF NOT EXISTS tokens (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
     subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
@@ -67,10 +67,13 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::HARD_LIMIT_FRAMES)
+            .map_err(db_err)?;
+        let checkpoints = Checkpoints::start(path)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("tokengate-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, checkpoints))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
             tx,
@@ -107,7 +110,7 @@ impl TokenStore for SqliteStore {
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
     while let Ok(first) = rx.recv() {
         let mut commits = Vec::new();
         let mut others = Vec::new();
@@ -126,9 +129,15 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         if !commits.is_empty() {
             let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
             // Barriers alone need no transaction: everything before them is already committed.
-            let result = if all.is_empty() { Ok(()) } else { apply(&mut conn, &all) };
+            let wrote = !all.is_empty();
+            let result = if wrote { apply(&mut conn, &all) } else { Ok(()) };
             match result {
-                Ok(()) => ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect()),
+                Ok(()) => {
+                    ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect());
+                    if wrote {
+                        checkpoints.after_commit(&conn);
+                    }
+                }
                 Err(_) => {
                     // One bad batch member must not fail the others: retry each on its own.
                     let done = commits

@@ -110,7 +110,7 @@ impl TokenStore for SqliteStore {
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
+fn writer(conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
     while let Ok(first) = rx.recv() {
         let mut commits = Vec::new();
         let mut others = Vec::new();
@@ -130,7 +130,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkp
             let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
             // Barriers alone need no transaction: everything before them is already committed.
             let wrote = !all.is_empty();
-            let result = if wrote { apply(&mut conn, &all) } else { Ok(()) };
+            let result = if wrote { apply(&conn, &all) } else { Ok(()) };
             match result {
                 Ok(()) => {
                     ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect());
@@ -144,7 +144,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkp
                         .into_iter()
                         .map(|(ops, w)| {
                             let refs: Vec<&StoreOp> = ops.iter().collect();
-                            (w, apply(&mut conn, &refs).map_err(db_err))
+                            (w, apply(&conn, &refs).map_err(db_err))
                         })
                         .collect();
                     ack::complete(done);
@@ -169,12 +169,31 @@ const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, sc
      issued_at_ms, expires_at_ms, family, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires_at_ms) VALUES (?1, ?2, ?3, ?4)";
 
-fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+/// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
+/// (`Connection::transaction` parses them anew each time) and each insert statement is taken
+/// from the cache once per batch, not once per row: together a third of the writer's own CPU.
+fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = insert_all(conn, ops).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
+    if result.is_err() && !conn.is_autocommit() {
+        // The batch's error is what the caller needs; a failed rollback leaves nothing to add.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result.map(drop)
+}
+
+fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+    let mut tokens = conn.prepare_cached(INSERT_TOKEN)?;
+    let mut changes = conn.prepare_cached(INSERT_CHANGE)?;
+    let mut change = |kind: i64, id: &TokenId, state: TokenState, expires_at_ms: u64| {
+        changes
+            .execute(params![kind, &id.0[..], state as u8, expires_at_ms as i64])
+            .map(drop)
+    };
     for op in ops {
         match op {
             StoreOp::InsertAccess(r) => {
-                tx.prepare_cached(INSERT_TOKEN)?.execute(params![
+                tokens.execute(params![
                     ACCESS,
                     &r.id.0[..],
                     r.client_id,
@@ -188,11 +207,11 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
                 ])?;
                 if r.state != TokenState::Active {
-                    insert_change(&tx, ACCESS, &r.id, r.state, r.expires_at_ms)?;
+                    change(ACCESS, &r.id, r.state, r.expires_at_ms)?;
                 }
             }
             StoreOp::InsertRefresh(r) => {
-                tx.prepare_cached(INSERT_TOKEN)?.execute(params![
+                tokens.execute(params![
                     REFRESH,
                     &r.id.0[..],
                     r.client_id,
@@ -206,38 +225,21 @@ fn apply(conn: &mut Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     &r.access_id.0[..],
                 ])?;
                 if r.state != TokenState::Active {
-                    insert_change(&tx, REFRESH, &r.id, r.state, r.expires_at_ms)?;
+                    change(REFRESH, &r.id, r.state, r.expires_at_ms)?;
                 }
             }
             StoreOp::SetAccessState {
                 id,
                 state,
                 expires_at_ms,
-            } => {
-                insert_change(&tx, ACCESS, id, *state, *expires_at_ms)?;
-            }
+            } => change(ACCESS, id, *state, *expires_at_ms)?,
             StoreOp::SetRefreshState {
                 id,
                 state,
                 expires_at_ms,
-            } => {
-                insert_change(&tx, REFRESH, id, *state, *expires_at_ms)?;
-            }
+            } => change(REFRESH, id, *state, *expires_at_ms)?,
         }
     }
-    tx.commit()
-}
-
-/// Appends one state change.
-fn insert_change(
-    tx: &rusqlite::Transaction<'_>,
-    kind: i64,
-    id: &TokenId,
-    state: TokenState,
-    expires_at_ms: u64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(INSERT_CHANGE)?
-        .execute(params![kind, &id.0[..], state as u8, expires_at_ms as i64])?;
     Ok(())
 }
 

@@ -107,3 +107,28 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
     assert_eq!(snap.refresh[0].state, TokenState::Inactive);
     assert_eq!(snap.refresh[0].family, [9; 16]);
 }
+
+#[test]
+fn a_failed_batch_is_rolled_back_and_the_next_one_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("t.db")).unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER boom BEFORE INSERT ON tokens WHEN NEW.client_id = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    let bad = AccessRow {
+        client_id: "boom".into(),
+        ..row(2, 10_000)
+    };
+    let (good, next) = (
+        StoreOp::InsertAccess(row(1, 10_000)),
+        StoreOp::InsertAccess(row(3, 10_000)),
+    );
+    assert!(apply(&conn, &[&good, &StoreOp::InsertAccess(bad)]).is_err());
+    assert!(conn.is_autocommit(), "no transaction left open");
+    apply(&conn, &[&next]).unwrap();
+    let ids: Vec<u8> = load(&conn, 0).unwrap().access.iter().map(|r| r.id.0[0]).collect();
+    assert_eq!(ids, vec![3], "nothing of the failed batch, all of the next");
+}

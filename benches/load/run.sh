@@ -4,6 +4,9 @@
 #
 #   benches/load/run.sh [SECONDS_PER_RUN=10] [ROUNDS=5]      env: CONNS=32 THREADS=1
 #
+# GATEWAY=path measures that gateway binary instead of a fresh release build (for instance the
+# profile-guided one from scripts/pgo-build.sh); the passthrough is always the plain release build.
+#
 # Prints requests/s (median of the rounds) and p99 per scenario, then the ratios the
 # performance targets are about. Absolute figures vary by machine; ratios come from one run.
 set -euo pipefail
@@ -23,7 +26,12 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 scripts/deps.sh
-cargo build --release --locked --bin tokengate --example passthrough 2>&1 | tail -1
+if [ -n "${GATEWAY:-}" ]; then
+  cargo build --release --locked --example passthrough 2>&1 | tail -1
+else
+  cargo build --release --locked --bin tokengate --example passthrough 2>&1 | tail -1
+  GATEWAY=./target/release/tokengate
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -107,7 +115,7 @@ path_prefix = "/public"
 upstream = "127.0.0.1:$UP"
 auth = false
 TOML
-  RUST_LOG=warn ./target/release/tokengate --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
+  RUST_LOG=warn "$GATEWAY" --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
   PID[$2]=$!
 }
 gateway single 18090 RS256 false
@@ -172,7 +180,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream"
+echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream, gateway $GATEWAY"
 printf '%-34s %12s %10s %8s %12s\n' scenario "req/s (med)" "p99 ms" non-2xx "CPU us/req"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A RPS CPU

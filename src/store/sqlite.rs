@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (bundled) in WAL mode with `synchronous = FULL`, owned by one
 //! writer thread that commits whatever is queued in a single transaction (group commit): N
-//! concurrent requests cost one fsync, and each caller is answered only after the commit.
+//! concurrent requests cost one fsync, and each caller is answered only after the commit. WAL
+//! checkpoints run beside it ([`super::checkpoint`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -171,7 +172,7 @@ const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires
 
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
 /// (`Connection::transaction` parses them anew each time) and each insert statement is taken
-/// from the cache once per batch, not once per row: together a third of the writer's own CPU.
+/// from the cache once per batch, not once per row (9 % fewer writer instructions, callgrind).
 fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     let result = insert_all(conn, ops).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));

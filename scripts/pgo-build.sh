@@ -25,8 +25,12 @@ RUSTFLAGS="-Cprofile-generate=$raw" \
 # Build scripts ran instrumented too: only the gateway's own runs may make the profile.
 rm -rf "$raw"
 
-echo "pgo-build.sh: training on the load scenarios, 2 s each" >&2
-GATEWAY=target/pgo-gen/release/tokengate benches/load/run.sh 2 1 >/dev/null 2>&1
+echo "pgo-build.sh: training on the load scenarios, 2 s each (log: target/pgo-training.log)" >&2
+if ! GATEWAY=target/pgo-gen/release/tokengate benches/load/run.sh 2 1 >target/pgo-training.log 2>&1; then
+  tail -5 target/pgo-training.log >&2
+  echo "pgo-build.sh: the training run failed" >&2
+  exit 1
+fi
 ls "$raw"/*.profraw >/dev/null 2>&1 || { echo "pgo-build.sh: the training wrote no profile" >&2; exit 1; }
 "$profdata" merge -o "$merged" "$raw"
 

@@ -143,42 +143,34 @@ mod tests {
         (path, conn)
     }
 
-    /// A pass as the checkpoint thread reports it, over a WAL of `frames`.
-    fn pass_done(ckpt: &Checkpoints, frames: i64) {
-        ckpt.shared.wal_frames.store(frames, Ordering::Relaxed);
-        ckpt.shared.phase.store(DONE, Ordering::Release);
-    }
-
-    #[test]
-    fn after_a_pass_over_a_big_wal_the_writer_lets_it_restart() {
+    /// Reports a finished pass over a WAL of `frames`, lets the writer take it after a commit,
+    /// commits once more, and returns how many times the WAL restarted meanwhile.
+    fn restarts_after_pass(frames: i64) -> u32 {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = wal_db(&dir);
         let mut ckpt = Checkpoints::start(&path).unwrap();
         conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
         let before = restarts(&path);
-        pass_done(&ckpt, RESTART_FRAMES);
+        ckpt.shared.wal_frames.store(frames, Ordering::Relaxed);
+        ckpt.shared.phase.store(DONE, Ordering::Release);
         ckpt.after_commit(&conn);
         assert_eq!(ckpt.shared.phase.load(Ordering::Acquire), IDLE, "the pass is taken");
         conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        restarts(&path) - before
+    }
+
+    #[test]
+    fn after_a_pass_over_a_big_wal_the_writer_lets_it_restart() {
         assert_eq!(
-            restarts(&path),
-            before + 1,
+            restarts_after_pass(RESTART_FRAMES),
+            1,
             "the next commit rewrote the WAL from its start"
         );
     }
 
     #[test]
     fn a_small_wal_is_left_to_the_checkpoint_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, conn) = wal_db(&dir);
-        let mut ckpt = Checkpoints::start(&path).unwrap();
-        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        let before = restarts(&path);
-        pass_done(&ckpt, RESTART_FRAMES - 1);
-        ckpt.after_commit(&conn);
-        assert_eq!(ckpt.shared.phase.load(Ordering::Acquire), IDLE, "the pass is taken");
-        conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
-        assert_eq!(restarts(&path), before, "no checkpoint, no restart");
+        assert_eq!(restarts_after_pass(RESTART_FRAMES - 1), 0, "no checkpoint, no restart");
     }
 
     #[test]

@@ -23,24 +23,27 @@ pub fn head_bytes(req: &RequestHeader) -> usize {
         .fold(target, |n, (name, value)| n + name.as_str().len() + value.len() + 4)
 }
 
-/// The answer refusing a request head, if it must be refused.
-pub fn check_head(req: &RequestHeader) -> Option<Reply> {
+/// Checks a request head: the answer refusing it, or else the value of its one `Authorization`
+/// header, if it has one (so the bearer check does not look the header up a second time).
+pub fn check_head(req: &RequestHeader) -> Result<Option<&[u8]>, Reply> {
     if head_bytes(req) > MAX_HEAD_BYTES {
         let body = serde_json::json!({
             "error": "invalid_request",
             "error_description": format!("request header fields larger than {MAX_HEAD_BYTES} bytes"),
         });
-        return Some(Reply::json_no_store(431, body.to_string()));
+        return Err(Reply::json_no_store(431, body.to_string()));
     }
-    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+    let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = authorization.next();
+    if authorization.next().is_some() {
         const WHY: &str = "more than one Authorization header";
-        return Some(if req.uri.path().starts_with("/oauth2/") {
+        return Err(if req.uri.path().starts_with("/oauth2/") {
             OAuthError::InvalidRequest(WHY.into()).reply()
         } else {
             BearerError::Malformed(WHY).reply()
         });
     }
-    None
+    Ok(first.map(|v| v.as_bytes()))
 }
 
 #[cfg(test)]
@@ -62,32 +65,35 @@ mod tests {
             head_bytes(&h),
             "/api/x?a=1".len() + "Authorization: Bearer abc\r\n".len() + 13
         );
-        assert_eq!(check_head(&h), None);
+        assert_eq!(check_head(&h), Ok(Some(&b"Bearer abc"[..])));
+        assert_eq!(check_head(&head("/public", &[("Accept", "*/*")])), Ok(None));
     }
 
     #[test]
     fn large_heads_are_431() {
         let big = "x".repeat(MAX_HEAD_BYTES);
-        assert_eq!(check_head(&head("/api", &[("X-Junk", &big)])).unwrap().status, 431);
+        assert_eq!(check_head(&head("/api", &[("X-Junk", &big)])).unwrap_err().status, 431);
         // The target counts too (the http crate itself refuses one of 64 KiB or more).
         let long_path = format!("/api/{}", &big[..60_000]);
-        assert_eq!(check_head(&head(&long_path, &[])), None);
-        let r = check_head(&head(&long_path, &[("X-A", &big[..6_000])]));
-        assert_eq!(r.unwrap().status, 431);
+        assert_eq!(check_head(&head(&long_path, &[])), Ok(None));
+        let h = head(&long_path, &[("X-A", &big[..6_000])]);
+        assert_eq!(check_head(&h).unwrap_err().status, 431);
         let many: Vec<(&str, &str)> = (0..100).map(|_| ("X-A", &big[..1000])).collect();
-        assert_eq!(check_head(&head("/api", &many)).unwrap().status, 431);
+        assert_eq!(check_head(&head("/api", &many)).unwrap_err().status, 431);
     }
 
     #[test]
     fn two_authorization_headers_are_400_invalid_request() {
         let two = [("Authorization", "Bearer a"), ("Authorization", "Bearer b")];
-        let r = check_head(&head("/api/x", &two)).unwrap();
+        let h = head("/api/x", &two);
+        let r = check_head(&h).unwrap_err();
         assert_eq!(r.status, 400);
         assert!(r
             .headers
             .iter()
             .any(|(k, v)| *k == "WWW-Authenticate" && v.contains("invalid_request")));
-        let r = check_head(&head("/oauth2/token", &two)).unwrap();
+        let h = head("/oauth2/token", &two);
+        let r = check_head(&h).unwrap_err();
         assert_eq!(r.status, 400);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"], "invalid_request");

@@ -202,9 +202,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if let Some(reply) = limits::check_head(session.req_header()) {
-            return self.refuse(session, reply).await;
-        }
+        let authorization = match limits::check_head(session.req_header()) {
+            Ok(authorization) => authorization,
+            Err(reply) => return self.refuse(session, reply).await,
+        };
         if let Some(endpoint) = endpoint_of(session.req_header().uri.path()) {
             self.serve_endpoint(session, endpoint).await?;
             return Ok(true);
@@ -216,12 +217,7 @@ impl ProxyHttp for Gateway {
                 .await;
         };
         if route.auth {
-            let header = session
-                .req_header()
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes());
-            let result = bearer::authorize(&self.state.tokens, &live.config, route, header, now_ms());
+            let result = bearer::authorize(&self.state.tokens, &live.config, route, authorization, now_ms());
             self.state.metrics.validated(result.as_ref().map(|_| ()));
             match result {
                 Ok(rec) => ctx.identity = Some(rec),

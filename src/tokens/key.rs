@@ -73,9 +73,25 @@ impl ScopeSet {
         self.iter().any(|s| s == scope)
     }
 
-    /// Whether every scope of `other` is in `self`.
+    /// Whether every scope of `other` is in `self`. Checked on every proxied request: the same
+    /// text (a token asking for exactly the route's scopes) or an empty `other` answers at once;
+    /// otherwise one merge walk over the two sorted lists.
     pub fn is_superset(&self, other: &ScopeSet) -> bool {
-        other.iter().all(|s| self.contains(s))
+        if other.0.is_empty() || self.0 == other.0 {
+            return true;
+        }
+        let mut mine = self.iter();
+        'wanted: for want in other.iter() {
+            for have in mine.by_ref() {
+                match have.cmp(want) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Equal => continue 'wanted,
+                    std::cmp::Ordering::Greater => return false,
+                }
+            }
+            return false;
+        }
+        true
     }
 }
 
@@ -131,6 +147,44 @@ mod tests {
         assert!(ScopeSet::parse("a\\b").is_err());
         assert!(ScopeSet::parse("caf\u{e9}").is_err());
         assert!(ScopeSet::parse("orders:read").is_ok());
+    }
+
+    #[test]
+    fn superset_is_every_scope_of_the_other() {
+        let set = |t: &str| ScopeSet::parse(t).unwrap();
+        let cases = [
+            ("a b c", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("a b c", "a b c", true),
+            ("a b c", "b", true),
+            ("a b c", "a c", true),
+            ("a b c", "c", true),
+            ("a b c", "d", false),
+            ("a b c", "a d", false),
+            ("a c", "b", false),
+            ("b", "a b", false),
+            ("ab", "a", false),
+            ("a", "ab", false),
+            ("orders:read orders:write", "orders:read", true),
+            ("orders:read", "orders:read orders:write", false),
+        ];
+        for (have, want, expected) in cases {
+            assert_eq!(set(have).is_superset(&set(want)), expected, "{have:?} >= {want:?}");
+            // The definition the fast paths must agree with.
+            assert_eq!(set(want).iter().all(|s| set(have).contains(s)), expected);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn superset_agrees_with_its_definition(
+            have in proptest::collection::vec(proptest::sample::select(vec!["a", "ab", "b", "b:x", "c", "~"]), 0..6),
+            want in proptest::collection::vec(proptest::sample::select(vec!["a", "ab", "b", "b:x", "c", "~"]), 0..4),
+        ) {
+            let (have, want) = (ScopeSet::from_tokens(have).unwrap(), ScopeSet::from_tokens(want).unwrap());
+            proptest::prop_assert_eq!(have.is_superset(&want), want.iter().all(|s| have.contains(s)));
+        }
     }
 
     #[test]

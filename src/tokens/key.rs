@@ -80,18 +80,9 @@ impl ScopeSet {
         if other.0.is_empty() || self.0 == other.0 {
             return true;
         }
+        // Both lists are sorted: each wanted scope must be the first of ours not below it.
         let mut mine = self.iter();
-        'wanted: for want in other.iter() {
-            for have in mine.by_ref() {
-                match have.cmp(want) {
-                    std::cmp::Ordering::Less => continue,
-                    std::cmp::Ordering::Equal => continue 'wanted,
-                    std::cmp::Ordering::Greater => return false,
-                }
-            }
-            return false;
-        }
-        true
+        other.iter().all(|want| mine.find(|have| *have >= want) == Some(want))
     }
 }
 

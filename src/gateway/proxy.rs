@@ -98,7 +98,18 @@ async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     Ok(())
 }
 
-/// Reads the whole request body, up to `limit` bytes.
+/// Whether the client waits for `100 Continue` before sending the body (RFC 9110 section
+/// 10.1.1; never for HTTP/1.0, which has no interim answers).
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads the whole request body, up to `limit` bytes; a body declared too large is refused
+/// before any of it is asked for.
 async fn read_body(session: &mut Session, limit: usize) -> Result<Result<Bytes, OAuthError>> {
     let declared = session
         .req_header()
@@ -108,6 +119,11 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Result<Bytes, 
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Ok(Err(OAuthError::PayloadTooLarge));
+    }
+    if expects_continue(session.req_header()) {
+        // The client holds the body back until told to send it (curl waits a second, some
+        // clients for ever): the body is wanted, so say so.
+        session.write_continue_response().await?;
     }
     let mut buf = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {

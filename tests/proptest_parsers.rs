@@ -4,6 +4,7 @@
 //! The lockout keeps its memory bound under any sequence of failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use tokengate::config::model::LockoutSettings;
 use tokengate::gateway::bearer::{self, BearerError, MAX_BEARER_BYTES};
+use tokengate::gateway::path;
 use tokengate::oauth::client_auth;
 use tokengate::oauth::errors::OAuthError;
 use tokengate::oauth::form::{self, MAX_BODY_BYTES};
@@ -155,6 +157,40 @@ proptest! {
             prop_assert!(lockout.tracked() <= 3 * 16);
         }
     }
+
+    /// Whatever the client spells, the path a route is chosen by has no `.` or `..` segment, no
+    /// empty segment but a trailing one, no escape of an unreserved character, no backslash;
+    /// and it is its own normal form (the fast path agrees with the slow one).
+    #[test]
+    fn normalised_paths_are_normal(p in path_like()) {
+        if let Ok(out) = path::normalize(&p) {
+            prop_assert!(out.starts_with('/'), "{p:?} -> {out:?}");
+            prop_assert!(!out.contains('\\'), "{p:?} -> {out:?}");
+            let segments: Vec<&str> = out[1..].split('/').collect();
+            for (i, seg) in segments.iter().enumerate() {
+                prop_assert!(*seg != "." && *seg != "..", "{p:?} -> {out:?}");
+                prop_assert!(!seg.is_empty() || i + 1 == segments.len(), "{p:?} -> {out:?}");
+            }
+            for esc in out.match_indices('%') {
+                let hex = &out[esc.0 + 1..esc.0 + 3];
+                let byte = u8::from_str_radix(hex, 16).unwrap();
+                prop_assert!(!(byte.is_ascii_alphanumeric() || b"-._~/\\".contains(&byte)), "{p:?} -> {out:?}");
+                prop_assert_eq!(hex, hex.to_ascii_uppercase());
+            }
+            prop_assert_eq!(path::normalize(&out), Ok(Cow::Borrowed(out.as_ref())));
+        }
+    }
+}
+
+/// Request paths made of the segments that path tricks use, mostly with a leading slash.
+fn path_like() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        6 => prop::sample::select(vec!["a", "b", "", ".", "..", "a.b", "..."]),
+        3 => prop::sample::select(vec!["%2e", "%2E%2e", ".%2e", "%61", "%3f", "~", "é", "%C3%A9"]),
+        1 => prop::sample::select(vec!["%2f", "%5C", "%", "%z", "\\", "%00"]),
+    ];
+    (prop::bool::weighted(0.9), prop::collection::vec(segment, 0..8))
+        .prop_map(|(slash, segs)| format!("{}{}", if slash { "/" } else { "" }, segs.join("/")))
 }
 
 /// Text shaped like a config file: the real section and key names with values of every type

@@ -2,5 +2,6 @@
 
 pub mod bearer;
 pub mod limits;
+pub mod path;
 pub mod proxy;
 pub mod routes;

@@ -15,6 +15,7 @@ use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
 use super::limits;
+use super::path::{self, PathError};
 use super::routes::Route;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
@@ -49,6 +50,9 @@ impl Gateway {
 pub struct Ctx {
     route: Option<Arc<Route>>,
     identity: Option<Arc<AccessRecord>>,
+    /// The normal form of the request path, when it differs from what the client sent: the
+    /// upstream is sent this one, the path the route was chosen by.
+    normalized_path: Option<String>,
 }
 
 /// The locally answered endpoints.
@@ -222,12 +226,24 @@ impl ProxyHttp for Gateway {
             Ok(authorization) => authorization,
             Err(reply) => return self.refuse(session, reply).await,
         };
-        if let Some(endpoint) = endpoint_of(session.req_header().uri.path()) {
+        // A target that is not UTF-8 would be forwarded as its raw bytes, not the (lossy) path
+        // a route would be chosen by. pingora 0.9 already answers such a request 400 before
+        // this filter; this keeps it refused should that change.
+        if !session.req_header().raw_path_is_utf8() {
+            return self.refuse(session, PathError::Ambiguous.reply()).await;
+        }
+        let normalized = match path::normalize(session.req_header().uri.path()) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(p)) => Some(p),
+            Err(e) => return self.refuse(session, e.reply()).await,
+        };
+        let path = normalized.as_deref().unwrap_or(session.req_header().uri.path());
+        if let Some(endpoint) = endpoint_of(path) {
             self.serve_endpoint(session, endpoint).await?;
             return Ok(true);
         }
         let live = self.state.live_guard();
-        let Some(route) = live.config.routes.find(session.req_header().uri.path()) else {
+        let Some(route) = live.config.routes.find(path) else {
             return self
                 .refuse(session, Reply::json_no_store(404, r#"{"error":"not_found"}"#))
                 .await;
@@ -241,6 +257,7 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(Arc::clone(route));
+        ctx.normalized_path = normalized;
         Ok(false)
     }
 
@@ -260,6 +277,13 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(path) = ctx.normalized_path.take() {
+            let target = match upstream_request.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            upstream_request.set_raw_path(target.as_bytes())?;
+        }
         upstream_request.remove_header(&http::header::AUTHORIZATION);
         let Some(rec) = &ctx.identity else {
             for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {

@@ -42,18 +42,24 @@ pub enum Answer {
     Closed,
 }
 
-/// Sends raw bytes, reads until the gateway closes, and parses the status and JSON `error`.
-pub fn send(port: u16, request: &[u8]) -> Answer {
+/// Sends raw bytes and reads until the gateway closes: the whole answer, or `None` when the
+/// gateway closed or reset the connection without a byte.
+pub fn exchange(port: u16, request: &[u8]) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    if s.write_all(request).is_err() {
-        return Answer::Closed;
-    }
+    s.write_all(request).ok()?;
     let mut out = Vec::new();
     if s.read_to_end(&mut out).is_err() && out.is_empty() {
-        return Answer::Closed;
+        return None;
     }
-    let text = String::from_utf8_lossy(&out);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Sends raw bytes, reads until the gateway closes, and parses the status and JSON `error`.
+pub fn send(port: u16, request: &[u8]) -> Answer {
+    let Some(text) = exchange(port, request) else {
+        return Answer::Closed;
+    };
     let Some(status) = text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)?.parse().ok()) else {
         return Answer::Closed;
     };

@@ -48,6 +48,10 @@ pub struct ServerSection {
     pub access_log: Option<bool>,
     /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence). Default 10.
     pub body_read_timeout_secs: Option<u64>,
+    /// Seconds to wait for a TCP connection to an upstream. Default 5.
+    pub upstream_connect_timeout_secs: Option<u64>,
+    /// Seconds to wait for an upstream's next bytes, read or written, once connected. Default 60.
+    pub upstream_timeout_secs: Option<u64>,
 }
 
 /// `[store]`: where tokens are kept durably.

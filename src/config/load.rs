@@ -104,6 +104,17 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     if !(1..=300).contains(&body_read_timeout_secs) {
         return Err(invalid("server.body_read_timeout_secs", "must be between 1 and 300"));
     }
+    let upstream_connect_timeout_secs = s.upstream_connect_timeout_secs.unwrap_or(5);
+    if !(1..=300).contains(&upstream_connect_timeout_secs) {
+        return Err(invalid(
+            "server.upstream_connect_timeout_secs",
+            "must be between 1 and 300",
+        ));
+    }
+    let upstream_timeout_secs = s.upstream_timeout_secs.unwrap_or(60);
+    if !(1..=3600).contains(&upstream_timeout_secs) {
+        return Err(invalid("server.upstream_timeout_secs", "must be between 1 and 3600"));
+    }
     let server = ServerSettings {
         listen: listen.clone(),
         threads,
@@ -114,6 +125,8 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         shutdown_timeout_secs: s.shutdown_timeout_secs.unwrap_or(5),
         access_log: s.access_log.unwrap_or(false),
         body_read_timeout: Duration::from_secs(body_read_timeout_secs),
+        upstream_connect_timeout: Duration::from_secs(upstream_connect_timeout_secs),
+        upstream_timeout: Duration::from_secs(upstream_timeout_secs),
     };
 
     if file.store.url.is_some() {

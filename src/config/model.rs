@@ -26,7 +26,8 @@ pub struct Config {
     pub routes: RouteTable,
 }
 
-/// `[server]`. Read at start only: a reload that changes it is logged as needing a restart.
+/// `[server]`. Read at start only (a reload that changes it is logged as needing a restart),
+/// but for the per-request settings: `access_log` and the timeouts apply live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: String,
@@ -39,6 +40,10 @@ pub struct ServerSettings {
     pub access_log: bool,
     /// Deadline for reading an OAuth endpoint's whole request body.
     pub body_read_timeout: Duration,
+    /// Longest wait for a TCP connection to an upstream (then 504).
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for an upstream's next bytes, read or written, once connected (then 504).
+    pub upstream_timeout: Duration,
 }
 
 /// PEM files that turn the listener into HTTPS.
@@ -170,9 +175,14 @@ impl Config {
     /// running process (e.g. the metadata keeps advertising the signing algorithm in use) and a
     /// later reload reports them again until the restart.
     pub fn keep_start_only_settings(&mut self, running: &Config) {
-        let access_log = self.server.access_log;
-        self.server = running.server.clone();
-        self.server.access_log = access_log;
+        let live = self.server.clone();
+        self.server = ServerSettings {
+            access_log: live.access_log,
+            body_read_timeout: live.body_read_timeout,
+            upstream_connect_timeout: live.upstream_connect_timeout,
+            upstream_timeout: live.upstream_timeout,
+            ..running.server.clone()
+        };
         self.store = running.store.clone();
         self.oauth.jwt_signing_key = running.oauth.jwt_signing_key.clone();
         self.oauth.jwt_algorithm = running.oauth.jwt_algorithm;

@@ -34,6 +34,8 @@ fn bundled_example_parses() {
 fn defaults_apply_when_sections_are_absent() {
     let c = parse(CLIENT).unwrap();
     assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.upstream_connect_timeout.as_secs(), 5);
+    assert_eq!(c.server.upstream_timeout.as_secs(), 60);
     assert_eq!(c.oauth.access_token_ttl_secs, 3600);
     assert_eq!(c.store.path, Path::new("/base/data/tokens.db"));
     for p in [&c.oauth.jwt_policy, &c.oauth.opaque_policy] {
@@ -124,6 +126,12 @@ fn bad_values_are_refused_with_their_key() {
             "users[0].password_hash",
         ),
         ("[store]\nurl = \"postgres://x\"", "store.url"),
+        ("[server]\nupstream_timeout_secs = 0", "server.upstream_timeout_secs"),
+        ("[server]\nupstream_timeout_secs = 3601", "server.upstream_timeout_secs"),
+        (
+            "[server]\nupstream_connect_timeout_secs = 0",
+            "server.upstream_connect_timeout_secs",
+        ),
         ("[oauth]\nlockout_window_secs = 0", "oauth.lockout_window_secs"),
         ("[oauth]\nlockout_secs = 86401", "oauth.lockout_secs"),
         ("[oauth]\nlockout_max_failures = -1", "lockout_max_failures"),

@@ -131,7 +131,11 @@ async fn start_only_settings_are_reported_and_keep_their_running_values() {
     let mut f = fixture(&conf("")).await;
     let changed =
         conf("").replace("18080", "18081").replace("threads = 2", "threads = 3") + "[store]\nsweep_interval_secs = 5\n";
-    let changed = changed.replace("[server]\n", "[server]\naccess_log = true\n");
+    let changed = changed.replace(
+        "[server]\n",
+        "[server]\naccess_log = true\nbody_read_timeout_secs = 3\nupstream_connect_timeout_secs = 2\n\
+         upstream_timeout_secs = 7\n",
+    );
     f.write(&changed);
     let out = f.file.reload(&f.state, Trigger::FileChange).unwrap();
     assert_eq!(
@@ -144,6 +148,10 @@ async fn start_only_settings_are_reported_and_keep_their_running_values() {
     assert_eq!(live.config.server.listen, "127.0.0.1:18080");
     assert_eq!(live.config.server.threads, 2);
     assert!(live.config.server.access_log, "access_log applies live");
+    let server = &live.config.server;
+    assert_eq!(server.body_read_timeout, Duration::from_secs(3), "timeouts apply live");
+    assert_eq!(server.upstream_connect_timeout, Duration::from_secs(2));
+    assert_eq!(server.upstream_timeout, Duration::from_secs(7));
     // Still not in force: a later reload says so again.
     let out = f.file.reload(&f.state, Trigger::Signal).unwrap();
     assert!(matches!(out, Outcome::Applied { restart } if restart.len() == 3));

@@ -1,0 +1,54 @@
+//! An upstream that accepts a connection and never answers costs a client
+//! `server.upstream_timeout_secs`, then 504; one that refuses connections is 502 at once. Either
+//! way the gateway keeps serving the other routes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use common::{config_text, free_port, with_server_lines, Gateway, Setup};
+
+/// An upstream that accepts connections, reads nothing and answers nothing.
+fn stalled_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_stalled_upstream_is_504_and_a_refusing_one_502() {
+    let stalled = stalled_upstream();
+    // A port nothing listens on: bound, then released.
+    let refusing = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let setup = Setup {
+        extra: format!(
+            "[[routes]]\npath_prefix = \"/stalled\"\nupstream = \"{stalled}\"\nauth = false\n\
+             [[routes]]\npath_prefix = \"/refusing\"\nupstream = \"{refusing}\"\nauth = false\n"
+        ),
+        ..Setup::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = with_server_lines(&config_text(port, &setup), "upstream_timeout_secs = 1");
+    common::write(&dir.path().join("gateway.toml"), &text);
+    let gw = Gateway::start_in(dir, port);
+
+    let status = |path: &str| {
+        gw.http
+            .get(format!("{}{path}", gw.base))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/stalled/x"), 504);
+    assert_eq!(status("/refusing/x"), 502);
+    assert_eq!(status("/public/x"), 200, "the other routes are served");
+}

@@ -339,6 +339,17 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
     if !r.path_prefix.starts_with('/') {
         return Err(invalid(format!("{key}.path_prefix"), "must start with '/'"));
     }
+    // Requests are routed by their normal path, so a prefix in any other form could never match.
+    match crate::gateway::path::normalize(&r.path_prefix) {
+        Ok(normal) if normal == r.path_prefix => {}
+        Ok(normal) => {
+            return Err(invalid(
+                format!("{key}.path_prefix"),
+                format!("requests are matched in normal form: write {normal:?}"),
+            ))
+        }
+        Err(e) => return Err(invalid(format!("{key}.path_prefix"), e.to_string())),
+    }
     let upstream = r
         .upstream
         .to_socket_addrs()

@@ -118,6 +118,14 @@ fn bad_values_are_refused_with_their_key() {
             "routes[0].upstream",
         ),
         (
+            "[[routes]]\npath_prefix = \"/a/../b\"\nupstream = \"127.0.0.1:1\"",
+            "routes[0].path_prefix",
+        ),
+        (
+            "[[routes]]\npath_prefix = \"/a%2Fb\"\nupstream = \"127.0.0.1:1\"",
+            "routes[0].path_prefix",
+        ),
+        (
             "[[routes]]\npath_prefix = \"/a\"\nupstream = \"127.0.0.1:1\"\nauth = false\nscopes = [\"x\"]",
             "routes[0].scopes",
         ),

@@ -247,6 +247,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // HTTP/1.1 pipelining (RFC 9112 section 9.3.2): answer requests sent before the previous
+        // answer, in order, instead of pingora's default of closing after the first and
+        // dropping the rest (wrk's pipelining script saw only read errors).
+        session.set_pipelining_enabled(true);
         let authorization = match limits::check_head(session.req_header()) {
             Ok(authorization) => authorization,
             Err(reply) => return self.refuse(session, reply).await,

@@ -5,3 +5,4 @@ pub mod limits;
 pub mod path;
 pub mod proxy;
 pub mod routes;
+pub mod upstream;

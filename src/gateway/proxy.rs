@@ -11,13 +11,13 @@ use http::{HeaderName, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
 use super::limits;
 use super::path::{self, PathError};
 use super::routes::Route;
-use crate::config::model::ServerSettings;
+use super::upstream::{error_status, peer_for};
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
 use crate::oauth::token_endpoint::EndpointRequest;
@@ -73,30 +73,6 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
         "/oauth2/jwks" => Some(Endpoint::Jwks),
         "/.well-known/oauth-authorization-server" => Some(Endpoint::Metadata),
         _ => None,
-    }
-}
-
-/// The upstream of `route`, with the server's timeouts: a dead or stalled upstream costs a
-/// client at most these before it gets 504, instead of the kernel's connect timeout or for ever.
-fn peer_for(route: &Route, server: &ServerSettings) -> HttpPeer {
-    let mut peer = HttpPeer::new(route.upstream, false, String::new());
-    peer.options.connection_timeout = Some(server.upstream_connect_timeout);
-    peer.options.read_timeout = Some(server.upstream_timeout);
-    peer.options.write_timeout = Some(server.upstream_timeout);
-    peer
-}
-
-/// The status answered when proxying fails: pingora's choice (502 for any upstream failure,
-/// 400 for a bad request, none when the client is gone, 500 otherwise), except that an
-/// upstream that timed out is 504 Gateway Timeout (RFC 9110 section 15.6.5).
-fn error_status(e: &Error) -> u16 {
-    match (e.esource(), e.etype()) {
-        (_, ErrorType::HTTPStatus(code)) => *code,
-        (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => 504,
-        (ErrorSource::Upstream, _) => 502,
-        (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
-        (ErrorSource::Downstream, _) => 400,
-        (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
     }
 }
 
@@ -357,50 +333,6 @@ impl ProxyHttp for Gateway {
         }
         if let Some(e) = e {
             log::warn!("request failed: {e}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tokens::key::ScopeSet;
-    use std::net::SocketAddr;
-
-    #[test]
-    fn the_upstream_peer_carries_the_server_timeouts() {
-        let route = Route {
-            path_prefix: "/api".into(),
-            upstream: SocketAddr::from(([127, 0, 0, 1], 9000)),
-            scopes: ScopeSet::default(),
-            auth: true,
-        };
-        let config = crate::config::load::parse_str(
-            "[server]\nupstream_connect_timeout_secs = 3\nupstream_timeout_secs = 9\n",
-            std::path::Path::new("/base"),
-        )
-        .unwrap();
-        let peer = peer_for(&route, &config.server);
-        assert_eq!(peer.options.connection_timeout, Some(Duration::from_secs(3)));
-        assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(9)));
-        assert_eq!(peer.options.write_timeout, Some(Duration::from_secs(9)));
-        assert_eq!(peer._address.to_string(), "127.0.0.1:9000");
-    }
-
-    #[test]
-    fn an_upstream_that_timed_out_is_504_and_other_failures_keep_their_status() {
-        for (e, want) in [
-            (Error::new_up(ErrorType::ConnectTimedout), 504),
-            (Error::new_up(ErrorType::ReadTimedout), 504),
-            (Error::new_up(ErrorType::WriteTimedout), 504),
-            (Error::new_up(ErrorType::ConnectRefused), 502),
-            (Error::new_up(ErrorType::ConnectionClosed), 502),
-            (Error::new_down(ErrorType::ReadTimedout), 400),
-            (Error::new_down(ErrorType::ConnectionClosed), 0),
-            (Error::new_in(ErrorType::InternalError), 500),
-            (Error::new(ErrorType::HTTPStatus(503)), 503),
-        ] {
-            assert_eq!(error_status(&e), want, "{e}");
         }
     }
 }

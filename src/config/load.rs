@@ -100,21 +100,14 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         (None, Some(_)) => return Err(invalid("server.tls_cert", "tls_key is set, tls_cert is missing")),
     };
     let data_dir = resolve(base, s.data_dir.as_deref().unwrap_or("data"));
-    let body_read_timeout_secs = s.body_read_timeout_secs.unwrap_or(10);
-    if !(1..=300).contains(&body_read_timeout_secs) {
-        return Err(invalid("server.body_read_timeout_secs", "must be between 1 and 300"));
-    }
-    let upstream_connect_timeout_secs = s.upstream_connect_timeout_secs.unwrap_or(5);
-    if !(1..=300).contains(&upstream_connect_timeout_secs) {
-        return Err(invalid(
-            "server.upstream_connect_timeout_secs",
-            "must be between 1 and 300",
-        ));
-    }
-    let upstream_timeout_secs = s.upstream_timeout_secs.unwrap_or(60);
-    if !(1..=3600).contains(&upstream_timeout_secs) {
-        return Err(invalid("server.upstream_timeout_secs", "must be between 1 and 3600"));
-    }
+    let body_read_timeout = seconds("server.body_read_timeout_secs", s.body_read_timeout_secs, 10, 300)?;
+    let upstream_connect_timeout = seconds(
+        "server.upstream_connect_timeout_secs",
+        s.upstream_connect_timeout_secs,
+        5,
+        300,
+    )?;
+    let upstream_timeout = seconds("server.upstream_timeout_secs", s.upstream_timeout_secs, 60, 3600)?;
     let server = ServerSettings {
         listen: listen.clone(),
         threads,
@@ -124,9 +117,9 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         grace_period_secs: s.grace_period_secs.unwrap_or(1),
         shutdown_timeout_secs: s.shutdown_timeout_secs.unwrap_or(5),
         access_log: s.access_log.unwrap_or(false),
-        body_read_timeout: Duration::from_secs(body_read_timeout_secs),
-        upstream_connect_timeout: Duration::from_secs(upstream_connect_timeout_secs),
-        upstream_timeout: Duration::from_secs(upstream_timeout_secs),
+        body_read_timeout,
+        upstream_connect_timeout,
+        upstream_timeout,
     };
 
     if file.store.url.is_some() {
@@ -260,13 +253,17 @@ fn grant_list(key: &str, names: &[String]) -> Result<GrantSet, ConfigError> {
     Ok(set)
 }
 
+/// A setting in whole seconds: `default` when absent, else between 1 and `max`.
+fn seconds(key: &str, value: Option<u64>, default: u64, max: u64) -> Result<Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        s if (1..=max).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(invalid(key, format!("must be between 1 and {max}"))),
+    }
+}
+
 fn lockout_settings(o: &OAuthSection) -> Result<LockoutSettings, ConfigError> {
     let d = LockoutSettings::default();
-    let secs = |key: &str, v: Option<u64>, default: Duration| match v {
-        None => Ok(default),
-        Some(s) if (1..=MAX_LOCKOUT_SECS).contains(&s) => Ok(Duration::from_secs(s)),
-        Some(_) => Err(invalid(key, format!("must be between 1 and {MAX_LOCKOUT_SECS}"))),
-    };
+    let secs = |key: &str, v: Option<u64>, default: Duration| seconds(key, v, default.as_secs(), MAX_LOCKOUT_SECS);
     Ok(LockoutSettings {
         max_failures: o.lockout_max_failures.unwrap_or(d.max_failures),
         window: secs("oauth.lockout_window_secs", o.lockout_window_secs, d.window)?,

@@ -175,7 +175,7 @@ impl Config {
     /// running process (e.g. the metadata keeps advertising the signing algorithm in use) and a
     /// later reload reports them again until the restart.
     pub fn keep_start_only_settings(&mut self, running: &Config) {
-        let live = self.server.clone();
+        let live = &self.server;
         self.server = ServerSettings {
             access_log: live.access_log,
             body_read_timeout: live.body_read_timeout,

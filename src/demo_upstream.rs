@@ -1,6 +1,6 @@
 //! A tiny HTTP/1.1 upstream for the quick start, tests and examples: it answers every request
-//! with 200 and a JSON echo of the method, path and the identity headers the gateway added (and
-//! whether an `Authorization` header got through, which it must not).
+//! with 200 and a JSON echo of the method, path, the identity and forwarding headers the gateway
+//! set (and whether an `Authorization` header got through, which it must not).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -64,6 +64,11 @@ fn handle(stream: TcpStream) -> std::io::Result<()> {
             "x-client-id": headers.get("x-client-id"),
             "x-subject": headers.get("x-subject"),
             "x-scope": headers.get("x-scope"),
+            "x-forwarded-for": headers.get("x-forwarded-for"),
+            "x-real-ip": headers.get("x-real-ip"),
+            "x-forwarded-proto": headers.get("x-forwarded-proto"),
+            "x-forwarded-host": headers.get("x-forwarded-host"),
+            "forwarded": headers.get("forwarded"),
             "authorization_seen": headers.contains_key("authorization"),
         })
         .to_string();

@@ -52,6 +52,9 @@ pub struct ServerSection {
     pub upstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for an upstream's next bytes, read or written, once connected. Default 60.
     pub upstream_timeout_secs: Option<u64>,
+    /// Addresses or networks (`10.0.0.0/8`) of reverse proxies in front of the gateway, whose
+    /// `X-Forwarded-*` headers are believed. Default none: the gateway is the edge.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[store]`: where tokens are kept durably.

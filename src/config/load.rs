@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::file::{ClientEntry, FileConfig, OAuthSection, RenewSection, RouteEntry};
 use super::model::{Client, Config, LockoutSettings, OAuthSettings, ServerSettings, StoreSettings, TlsFiles, User};
+use crate::gateway::forwarded::TrustedProxies;
 use crate::gateway::routes::{Route, RouteTable};
 use crate::oauth::grant_type::{GrantSet, GrantType};
 use crate::oauth::policy::RenewPolicy;
@@ -108,6 +109,8 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         300,
     )?;
     let upstream_timeout = seconds("server.upstream_timeout_secs", s.upstream_timeout_secs, 60, 3600)?;
+    let trusted_proxies = TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or_default())
+        .map_err(|e| invalid("server.trusted_proxies", e))?;
     let server = ServerSettings {
         listen: listen.clone(),
         threads,
@@ -120,6 +123,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         body_read_timeout,
         upstream_connect_timeout,
         upstream_timeout,
+        trusted_proxies,
     };
 
     if file.store.url.is_some() {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gateway::forwarded::TrustedProxies;
 use crate::gateway::routes::RouteTable;
 use crate::oauth::grant_type::GrantSet;
 use crate::oauth::policy::RenewPolicy;
@@ -27,7 +28,7 @@ pub struct Config {
 }
 
 /// `[server]`. Read at start only (a reload that changes it is logged as needing a restart),
-/// but for the per-request settings: `access_log` and the timeouts apply live.
+/// but for the per-request settings: `access_log`, the timeouts and `trusted_proxies` apply live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: String,
@@ -44,6 +45,8 @@ pub struct ServerSettings {
     pub upstream_connect_timeout: Duration,
     /// Longest wait for an upstream's next bytes, read or written, once connected (then 504).
     pub upstream_timeout: Duration,
+    /// Reverse proxies whose forwarding headers are believed (see [`TrustedProxies`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// PEM files that turn the listener into HTTPS.
@@ -181,6 +184,7 @@ impl Config {
             body_read_timeout: live.body_read_timeout,
             upstream_connect_timeout: live.upstream_connect_timeout,
             upstream_timeout: live.upstream_timeout,
+            trusted_proxies: live.trusted_proxies.clone(),
             ..running.server.clone()
         };
         self.store = running.store.clone();

@@ -36,6 +36,7 @@ fn defaults_apply_when_sections_are_absent() {
     assert_eq!(c.server.threads, 2);
     assert_eq!(c.server.upstream_connect_timeout.as_secs(), 5);
     assert_eq!(c.server.upstream_timeout.as_secs(), 60);
+    assert!(c.server.trusted_proxies.is_empty(), "no proxy is trusted by default");
     assert_eq!(c.oauth.access_token_ttl_secs, 3600);
     assert_eq!(c.store.path, Path::new("/base/data/tokens.db"));
     for p in [&c.oauth.jwt_policy, &c.oauth.opaque_policy] {
@@ -135,6 +136,14 @@ fn bad_values_are_refused_with_their_key() {
         ),
         ("[store]\nurl = \"postgres://x\"", "store.url"),
         ("[server]\nupstream_timeout_secs = 0", "server.upstream_timeout_secs"),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+            "server.trusted_proxies",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"proxy.internal\"]",
+            "server.trusted_proxies",
+        ),
         ("[server]\nupstream_timeout_secs = 3601", "server.upstream_timeout_secs"),
         (
             "[server]\nupstream_connect_timeout_secs = 0",

@@ -2,8 +2,8 @@
 //!
 //! pingora itself refuses (400, then closes) a head over 1 MiB or with more than 256 header
 //! lines; anything below that would reach the endpoints and be forwarded upstream. The gateway
-//! answers 431 well before that, and refuses a request with two `Authorization` headers, which
-//! would otherwise be read as whichever came first.
+//! answers 431 well before that, refuses a request with two `Authorization` headers, which
+//! would otherwise be read as whichever came first, and an HTTP/1.1 request without `Host`.
 
 use pingora::http::RequestHeader;
 
@@ -33,6 +33,10 @@ pub fn check_head(req: &RequestHeader) -> Result<Option<&[u8]>, Reply> {
         });
         return Err(Reply::json_no_store(431, body.to_string()));
     }
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        // RFC 9112 section 3.2: a server MUST answer 400 (pingora already refuses two Hosts).
+        return Err(OAuthError::InvalidRequest("an HTTP/1.1 request needs a Host header".into()).reply());
+    }
     let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
     let first = authorization.next();
     if authorization.next().is_some() {
@@ -52,6 +56,7 @@ mod tests {
 
     fn head(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
         let mut h = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        h.append_header("Host", "gw").unwrap();
         for (k, v) in headers {
             h.append_header(k.to_string(), *v).unwrap();
         }
@@ -63,7 +68,7 @@ mod tests {
         let h = head("/api/x?a=1", &[("Authorization", "Bearer abc"), ("Accept", "*/*")]);
         assert_eq!(
             head_bytes(&h),
-            "/api/x?a=1".len() + "Authorization: Bearer abc\r\n".len() + 13
+            "/api/x?a=1".len() + "Authorization: Bearer abc\r\n".len() + 13 + "Host: gw\r\n".len()
         );
         assert_eq!(check_head(&h), Ok(Some(&b"Bearer abc"[..])));
         assert_eq!(check_head(&head("/public", &[("Accept", "*/*")])), Ok(None));
@@ -80,6 +85,17 @@ mod tests {
         assert_eq!(check_head(&h).unwrap_err().status, 431);
         let many: Vec<(&str, &str)> = (0..100).map(|_| ("X-A", &big[..1000])).collect();
         assert_eq!(check_head(&head("/api", &many)).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn http_1_1_without_host_is_400() {
+        let mut h = RequestHeader::build("GET", b"/api/x", None).unwrap();
+        let r = check_head(&h).unwrap_err();
+        assert_eq!(r.status, 400);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"], "invalid_request");
+        h.set_version(http::Version::HTTP_10);
+        assert_eq!(check_head(&h), Ok(None), "HTTP/1.0 has no Host requirement");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! HTTP side: the route table, bearer checks and the pingora proxy that ties them together.
 
 pub mod bearer;
+pub mod forwarded;
 pub mod limits;
 pub mod path;
 pub mod proxy;

@@ -2,6 +2,7 @@
 //! translate between HTTP and the plain-Rust calls that decide everything.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
+use super::forwarded;
 use super::limits;
 use super::path::{self, PathError};
 use super::routes::Route;
@@ -74,6 +76,11 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
         "/.well-known/oauth-authorization-server" => Some(Endpoint::Metadata),
         _ => None,
     }
+}
+
+/// The IP address of the connection's peer (none for a Unix socket).
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -176,12 +183,17 @@ impl Gateway {
             {
                 Err(e) => e.reply(),
                 Ok(body) => {
-                    let h = &session.req_header().headers;
+                    let head = session.req_header();
+                    let h = &head.headers;
+                    // The client's address: behind a trusted reverse proxy, the one it forwarded.
+                    let peer = peer_ip(session).map(|peer| {
+                        forwarded::client_addr(head, peer, &self.state.live_guard().config.server.trusted_proxies)
+                    });
                     let req = EndpointRequest {
                         authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
                         content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
                         body: &body,
-                        peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                        peer,
                     };
                     let state = &self.state;
                     // Client authentication failures are counted where they happen, in
@@ -291,7 +303,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -303,6 +315,13 @@ impl ProxyHttp for Gateway {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
         upstream_request.remove_header(&http::header::AUTHORIZATION);
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        forwarded::set_upstream_headers(
+            upstream_request,
+            peer_ip(session),
+            https,
+            &self.state.live_guard().config.server.trusted_proxies,
+        )?;
         let Some(rec) = &ctx.identity else {
             for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
                 upstream_request.remove_header(h);

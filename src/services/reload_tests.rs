@@ -134,7 +134,7 @@ async fn start_only_settings_are_reported_and_keep_their_running_values() {
     let changed = changed.replace(
         "[server]\n",
         "[server]\naccess_log = true\nbody_read_timeout_secs = 3\nupstream_connect_timeout_secs = 2\n\
-         upstream_timeout_secs = 7\n",
+         upstream_timeout_secs = 7\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
     );
     f.write(&changed);
     let out = f.file.reload(&f.state, Trigger::FileChange).unwrap();
@@ -152,6 +152,10 @@ async fn start_only_settings_are_reported_and_keep_their_running_values() {
     assert_eq!(server.body_read_timeout, Duration::from_secs(3), "timeouts apply live");
     assert_eq!(server.upstream_connect_timeout, Duration::from_secs(2));
     assert_eq!(server.upstream_timeout, Duration::from_secs(7));
+    assert!(
+        server.trusted_proxies.contains("10.1.2.3".parse().unwrap()),
+        "trusted_proxies apply live"
+    );
     // Still not in force: a later reload says so again.
     let out = f.file.reload(&f.state, Trigger::Signal).unwrap();
     assert!(matches!(out, Outcome::Applied { restart } if restart.len() == 3));

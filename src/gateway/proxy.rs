@@ -314,7 +314,7 @@ impl ProxyHttp for Gateway {
             };
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        upstream_request.remove_header(&http::header::AUTHORIZATION);
+        forwarded::remove(upstream_request, &http::header::AUTHORIZATION);
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         forwarded::set_upstream_headers(
             upstream_request,
@@ -324,7 +324,7 @@ impl ProxyHttp for Gateway {
         )?;
         let Some(rec) = &ctx.identity else {
             for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
-                upstream_request.remove_header(h);
+                forwarded::remove(upstream_request, h);
             }
             return Ok(());
         };
@@ -332,7 +332,7 @@ impl ProxyHttp for Gateway {
         // header that is not set needs removing (each edit hashes into two header maps).
         upstream_request.insert_header("X-Client-Id", &*rec.key.client_id)?;
         if rec.key.subject.is_empty() {
-            upstream_request.remove_header(&X_SUBJECT);
+            forwarded::remove(upstream_request, &X_SUBJECT);
         } else {
             upstream_request.insert_header("X-Subject", &*rec.key.subject)?;
         }

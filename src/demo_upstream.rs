@@ -61,6 +61,7 @@ fn handle(stream: TcpStream) -> std::io::Result<()> {
         let echo = serde_json::json!({
             "method": method,
             "path": path,
+            "host": headers.get("host"),
             "x-client-id": headers.get("x-client-id"),
             "x-subject": headers.get("x-subject"),
             "x-scope": headers.get("x-scope"),

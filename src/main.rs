@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -152,9 +153,12 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let scheme = match &s.tls {
         Some(files) => {
             let (cert, key) = tls::check(files).map_err(|e| e.to_string())?;
-            proxy
-                .add_tls(&s.listen, &cert, &key)
-                .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+            let mut settings =
+                TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+            // Clients that offer HTTP/2 (ALPN h2) get it; the others HTTP/1.1. Upstreams are
+            // always spoken to in HTTP/1.1.
+            settings.enable_h2();
+            proxy.add_tls_with_settings(&s.listen, None, settings);
             "https"
         }
         None => {

@@ -100,9 +100,9 @@ fn check_refuses_unusable_tls_files_naming_the_setting() {
         text(&out.stderr)
     );
 
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    common::write(&dir.path().join("cert.pem"), &c.cert.pem());
-    common::write(&dir.path().join("key.pem"), &c.signing_key.serialize_pem());
+    let (cert, key) = common::self_signed();
+    common::write(&dir.path().join("cert.pem"), &cert);
+    common::write(&dir.path().join("key.pem"), &key);
     let out = check(&path);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 

@@ -121,23 +121,10 @@ fn metrics_count_what_the_gateway_did() {
     assert!(m.contains("# TYPE tokengate_store_write_seconds histogram"));
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM).
-fn self_signed() -> (String, String) {
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    (c.cert.pem(), c.signing_key.serialize_pem())
-}
-
 #[test]
 fn tokens_over_https() {
-    let (cert, key) = self_signed();
-    let dir = tempfile::tempdir().unwrap();
-    common::write(&dir.path().join("cert.pem"), &cert);
-    common::write(&dir.path().join("key.pem"), &key);
-    let port = common::free_port();
-    let text = common::config_text(port, &Setup::default()).replace("issuer = \"http://", "issuer = \"https://");
-    let text = common::with_server_lines(&text, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
-    common::write(&dir.path().join("gateway.toml"), &text);
-    let gw = Gateway::start_in_tls(dir, port, &cert);
+    let (gw, _) = Gateway::start_tls(&Setup::default());
+    let port = gw.port;
     assert!(gw.base.starts_with("https://"));
 
     let t = gw.cc("jwt-app");

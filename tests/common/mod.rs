@@ -313,6 +313,28 @@ impl Drop for Gateway {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM).
+pub fn self_signed() -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+impl Gateway {
+    /// A gateway whose listener speaks HTTPS with a fresh self-signed certificate (trusted by
+    /// `gw.http`), and that certificate's PEM.
+    pub fn start_tls(setup: &Setup) -> (Gateway, String) {
+        let (cert, key) = self_signed();
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("cert.pem"), &cert);
+        write(&dir.path().join("key.pem"), &key);
+        let port = free_port();
+        let text = config_text(port, setup).replace("issuer = \"http://", "issuer = \"https://");
+        let text = with_server_lines(&text, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+        write(&dir.path().join("gateway.toml"), &text);
+        (Gateway::start_in_tls(dir, port, &cert), cert)
+    }
+}
+
 /// The `access_token` of a token answer.
 pub fn at(v: &Value) -> &str {
     v["access_token"].as_str().expect("access_token")

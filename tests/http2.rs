@@ -1,0 +1,98 @@
+//! HTTP/2 on the HTTPS listener: a client that offers `h2` (ALPN) gets it, for the OAuth
+//! endpoints and proxied routes alike; the upstream is still spoken to in HTTP/1.1, with the
+//! `Host` it needs; a client that offers only HTTP/1.1 keeps it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{at, Gateway, Setup, SECRET};
+use reqwest::blocking::Client;
+use reqwest::Version;
+use serde_json::Value;
+
+fn client(cert_pem: &str, http2: bool) -> Client {
+    let ca = reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap();
+    let b = Client::builder()
+        .add_root_certificate(ca)
+        .https_only(true)
+        .timeout(Duration::from_secs(30));
+    if http2 { b } else { b.http1_only() }.build().unwrap()
+}
+
+#[test]
+fn clients_that_offer_http2_get_it_end_to_end() {
+    let (gw, cert) = Gateway::start_tls(&Setup::default());
+    let h2 = client(&cert, true);
+
+    let r = h2
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth("opaque-app", Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let token: Value = r.json().unwrap();
+
+    let r = h2
+        .get(format!("{}/api/orders?id=1", gw.base))
+        .bearer_auth(at(&token))
+        .header("X-Client-Id", "forged")
+        .header("X-Forwarded-Proto", "http")
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().unwrap();
+    assert_eq!(
+        echo["x-client-id"], "opaque-app",
+        "the forged copy is gone over HTTP/2 too"
+    );
+    assert_eq!(echo["authorization_seen"], false);
+    assert_eq!(echo["path"], "/api/orders?id=1");
+    assert_eq!(echo["x-forwarded-proto"], "https");
+    assert_eq!(echo["x-real-ip"], "127.0.0.1");
+    assert_eq!(
+        echo["host"],
+        format!("127.0.0.1:{}", gw.port),
+        "the HTTP/1.1 upstream gets a Host from the request's authority"
+    );
+
+    // Refusals keep their answers.
+    let r = h2.get(format!("{}/api/orders", gw.base)).send().unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 401));
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    let r = h2
+        .get(format!("{}/.well-known/oauth-authorization-server", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 200));
+    let r = h2.get(format!("{}/oauth2/token", gw.base)).send().unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 405));
+    let r = h2
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth("opaque-app", Some(SECRET))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 100_000])
+        .send()
+        .unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 413));
+    // Later requests are served as before.
+    let r = h2
+        .get(format!("{}/api/orders", gw.base))
+        .bearer_auth(at(&token))
+        .send()
+        .unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 200));
+
+    // A client that offers only HTTP/1.1 keeps it.
+    let r = client(&cert, false)
+        .get(format!("{}/api/orders", gw.base))
+        .bearer_auth(at(&token))
+        .send()
+        .unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_11, 200));
+}

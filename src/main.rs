@@ -121,10 +121,27 @@ fn warn_about_exposure(config: &Config) {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go's runtime, nginx
+/// (`worker_rlimit_nofile`) and HAProxy do: every client connection and every upstream connection
+/// is a file, and the usual soft limit of 1,024 (systemd's default for services) made wrk with
+/// 2,000 connections get 502s ("Too many open files") while the hard limit allowed far more.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => log::info!("open-file limit raised from {soft} to {hard}"),
+            Err(e) => log::warn!("open-file limit stays at {soft} (could not raise it to {hard}: {e})"),
+        },
+        Ok(_) => {}
+        Err(e) => log::warn!("could not read the open-file limit: {e}"),
+    }
+}
+
 fn run(conf_path: PathBuf) -> Result<(), String> {
     // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
     let loaded = Fingerprint::read(&conf_path);
     let config: Config = load(&conf_path)?;
+    raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -167,3 +167,26 @@ fn plain_http_on_a_public_address_is_warned() {
     let loopback = Gateway::start(Setup::default());
     assert!(!loopback.log().contains("plain HTTP"), "{}", loopback.log());
 }
+
+/// "Max open files" of a process: (soft, hard).
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    (v[3].to_string(), v[4].to_string())
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    common::write(
+        &dir.path().join("gateway.toml"),
+        &common::config_text(port, &Setup::default()),
+    );
+    let gw = Gateway::start_in_shell(dir, port, "ulimit -Sn 256;");
+    let (soft, hard) = open_file_limits(gw.pid());
+    assert_ne!(hard, "256", "the hard limit here is above the soft limit the test sets");
+    assert_eq!(soft, hard, "log:\n{}", gw.log());
+    assert!(gw.log().contains(&format!("open-file limit raised from 256 to {hard}")));
+}

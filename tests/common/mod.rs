@@ -117,23 +117,44 @@ impl Gateway {
 
     /// Starts the binary on the config already written in `dir`.
     pub fn start_in(dir: tempfile::TempDir, port: u16) -> Gateway {
-        Gateway::launch(dir, port, "http", None, "tokengate=debug,warn")
+        Gateway::launch(dir, port, "http", None, "tokengate=debug,warn", None)
+    }
+
+    /// Starts the binary through `sh -c "<shell_prefix> exec tokengate --conf ..."`, so that it
+    /// inherits what the prefix sets (e.g. `ulimit -Sn 256;`). The process is the gateway itself.
+    pub fn start_in_shell(dir: tempfile::TempDir, port: u16, shell_prefix: &str) -> Gateway {
+        Gateway::launch(dir, port, "http", None, "tokengate=debug,warn", Some(shell_prefix))
     }
 
     /// Starts the binary on a config in `dir` whose listener speaks HTTPS with a certificate for
     /// 127.0.0.1 that `ca_pem` (PEM) vouches for; `gw.http` trusts it.
     pub fn start_in_tls(dir: tempfile::TempDir, port: u16, ca_pem: &str) -> Gateway {
-        Gateway::launch(dir, port, "https", Some(ca_pem), "tokengate=debug,warn")
+        Gateway::launch(dir, port, "https", Some(ca_pem), "tokengate=debug,warn", None)
     }
 
     /// Starts the binary with `RUST_LOG` set to `rust_log`.
     pub fn start_in_logging(dir: tempfile::TempDir, port: u16, rust_log: &str) -> Gateway {
-        Gateway::launch(dir, port, "http", None, rust_log)
+        Gateway::launch(dir, port, "http", None, rust_log, None)
     }
 
-    fn launch(dir: tempfile::TempDir, port: u16, scheme: &str, ca_pem: Option<&str>, rust_log: &str) -> Gateway {
+    fn launch(
+        dir: tempfile::TempDir,
+        port: u16,
+        scheme: &str,
+        ca_pem: Option<&str>,
+        rust_log: &str,
+        shell_prefix: Option<&str>,
+    ) -> Gateway {
         let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
-        let child = Command::new(bin())
+        let mut command = match shell_prefix {
+            Some(prefix) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("{prefix} exec \"$0\" \"$@\"")).arg(bin());
+                sh
+            }
+            None => Command::new(bin()),
+        };
+        let child = command
             .arg("--conf")
             .arg(dir.path().join("gateway.toml"))
             .env("RUST_LOG", rust_log)

@@ -165,3 +165,48 @@ fn no_credential_in_the_log_with_every_crate_at_debug() {
     let seen = full_flow(&gw, false);
     assert_clean(&gw, &seen);
 }
+
+/// pingora logs every failed proxy attempt as an error with a summary of the request; its default
+/// summary has the whole target, query string included, which may carry credentials.
+#[test]
+fn a_failed_upstream_is_logged_without_the_query_string() {
+    let closed = common::free_port();
+    let setup = Setup {
+        extra: format!("[[routes]]\npath_prefix = \"/down\"\nupstream = \"127.0.0.1:{closed}\"\nauth = false\n"),
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup);
+    const QUERY_SECRET: &str = "query-secret-7c1f0a";
+    let r = gw
+        .http
+        .get(format!("{}/down/x?api_key={QUERY_SECRET}", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    gw.eventually(10, "pingora's error line for the failed request", || {
+        gw.log().contains("Fail to proxy")
+    });
+    let log = gw.log();
+    if let Some(line) = log.lines().find(|l| l.contains(QUERY_SECRET)) {
+        panic!("a query string reached the log: {line}");
+    }
+    assert!(log.contains("GET /down/x, Host: "), "the path is still there:\n{log}");
+}
+
+/// A client that hangs up half-way through its request is not the gateway's error: it is logged
+/// at debug level only, not as one error line per connection (pingora's default).
+#[test]
+fn a_client_that_hangs_up_is_not_logged_as_an_error() {
+    use std::io::Write;
+    let gw = Gateway::start(Setup::default());
+    {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.write_all(b"POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\nonly-ten-b")
+            .unwrap();
+    }
+    gw.eventually(10, "the debug line of the failed request", || {
+        gw.log().contains("request failed:")
+    });
+    let log = gw.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -340,6 +340,30 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// What pingora's own error lines say about the request. Its default has the whole target, and
+    /// a query string may carry credentials (`?api_key=...`): only the path is written, as in the
+    /// access log.
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()));
+        format!(
+            "{} {}, Host: {}",
+            req.method,
+            req.uri.path(),
+            host.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// A client that hangs up or stalls is not the gateway's error: pingora would log each one as
+    /// an error (wrk's 2,000 connections closing at the end of a run wrote 554 lines). They are
+    /// logged at debug level by [`Self::logging`].
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        *error.esource() == pingora::ErrorSource::Downstream
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
         if self.state.live_guard().config.server.access_log {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -351,7 +375,9 @@ impl ProxyHttp for Gateway {
             );
         }
         if let Some(e) = e {
-            log::warn!("request failed: {e}");
+            // pingora has already logged it as an error, unless it was the client's doing
+            // (`suppress_error_log`).
+            log::debug!("request failed: {e}");
         }
     }
 }

@@ -6,21 +6,9 @@
 mod common;
 mod raw_http;
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use common::{at, with_server_lines, Gateway, Setup, SECRET};
+use common::{at, from, with_server_lines, Gateway, Setup, SECRET};
 use raw_http::{send, Answer, Raw};
-use reqwest::blocking::Client;
 use serde_json::Value;
-
-fn from(ip: &str) -> Client {
-    Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 /// Starts a gateway with `server_lines` in `[server]` and `oauth` in `[oauth]`.
 fn start(server_lines: &str, oauth: &str) -> Gateway {

@@ -5,21 +5,10 @@
 
 mod common;
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use common::{Gateway, Setup, SECRET};
-use reqwest::blocking::{Client, Response};
+use common::{from, Gateway, Setup, SECRET};
+use reqwest::blocking::Response;
 
 const LOCK_3: &str = "lockout_max_failures = 3\nlockout_window_secs = 600\nlockout_secs = 600";
-
-fn from(ip: &str) -> Client {
-    Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 fn post(gw: &Gateway, ip: &str, path: &str, client: &str, secret: &str, form: &[(&str, &str)]) -> Response {
     from(ip)

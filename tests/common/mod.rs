@@ -31,6 +31,16 @@ pub fn upstream() -> SocketAddr {
     })
 }
 
+/// An HTTP client whose connections come from `ip` (any of 127/8 reaches the gateway on Linux,
+/// so each test "address" is its own loopback address).
+pub fn from(ip: &str) -> Client {
+    Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -79,7 +79,10 @@ fn an_edge_gateway_tells_the_upstream_the_real_client_and_replaces_forged_claims
 
 #[test]
 fn behind_a_trusted_proxy_its_forwarding_headers_pass_and_name_the_client() {
-    let gw = start("trusted_proxies = [\"127.0.0.2\", \"10.0.0.0/8\"]", "");
+    let gw = start(
+        "trusted_proxies = [\"127.0.0.2\", \"10.0.0.0/8\"]\naccess_log = true",
+        "",
+    );
     let headers = [
         ("X-Forwarded-For", "6.6.6.6, 198.51.100.9, 10.0.0.5"),
         ("X-Real-IP", "6.6.6.6"),
@@ -103,6 +106,12 @@ fn behind_a_trusted_proxy_its_forwarding_headers_pass_and_name_the_client() {
     assert_eq!(e["x-forwarded-proto"], Value::Null);
     assert_eq!(e["x-forwarded-host"], Value::Null);
     assert_eq!(e["forwarded"], Value::Null);
+
+    // The access log names the same clients.
+    gw.eventually(10, "both access log lines", || {
+        let log = gw.log();
+        log.contains("198.51.100.9 GET /public/x 200") && log.contains("127.0.0.3 GET /public/x 200")
+    });
 }
 
 /// Status of a token request with a wrong secret, from `ip`, claiming to forward `client`.

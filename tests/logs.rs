@@ -131,7 +131,10 @@ fn assert_clean(gw: &Gateway, seen: &[String]) {
         gw.log().contains("/public/end-of-flow")
     });
     let log = gw.log();
-    assert!(log.contains("POST /oauth2/token 200"), "the access log was on:\n{log}");
+    assert!(
+        log.contains("127.0.0.1 POST /oauth2/token 200"),
+        "the access log was on:\n{log}"
+    );
     assert!(log.contains("reuse"), "the reuse warning was logged:\n{log}");
     for s in seen {
         assert!(!s.is_empty());

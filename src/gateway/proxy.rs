@@ -365,14 +365,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
-        if self.state.live_guard().config.server.access_log {
+        let live = self.state.live_guard();
+        if live.config.server.access_log {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let head = session.req_header();
+            // The client as the lockout sees it (behind a trusted proxy, the one it forwarded).
+            let client =
+                peer_ip(session).map(|peer| forwarded::client_addr(head, peer, &live.config.server.trusted_proxies));
+            let client = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
             // The path only: a query string may carry credentials.
-            log::info!(
-                "{} {} {status}",
-                session.req_header().method,
-                session.req_header().uri.path()
-            );
+            log::info!("{client} {} {} {status}", head.method, head.uri.path());
         }
         if let Some(e) = e {
             // pingora has already logged it as an error, unless it was the client's doing

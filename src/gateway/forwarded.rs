@@ -22,6 +22,8 @@ use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
+use super::identity::remove;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -138,14 +140,6 @@ pub fn set_upstream_headers(
         req.insert_header("X-Forwarded-Proto", "https")?;
     }
     Ok(())
-}
-
-/// Removes every `name` header. When there is none (the usual case for headers a client must not
-/// send) this costs one lookup; pingora's `remove_header` looks in two maps.
-pub(super) fn remove(req: &mut RequestHeader, name: &HeaderName) {
-    if req.headers.contains_key(name) {
-        req.remove_header(name);
-    }
 }
 
 fn value(bytes: Bytes) -> pingora::Result<HeaderValue> {

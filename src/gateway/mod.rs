@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod forwarded;
+pub mod identity;
 pub mod limits;
 pub mod path;
 pub mod proxy;

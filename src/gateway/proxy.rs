@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::bearer;
-use super::forwarded;
+use super::forwarded::{self, TrustedProxies};
+use super::identity;
 use super::limits;
 use super::path::{self, PathError};
 use super::routes::Route;
@@ -27,15 +28,6 @@ use crate::oauth::{endpoints, token_endpoint};
 use crate::reply::Reply;
 use crate::state::AppState;
 use crate::tokens::record::{now_ms, AccessRecord};
-
-/// Headers the gateway sets for the upstream; whatever a client sends under these names is
-/// dropped so identities cannot be forged.
-/// Removed by parsed name (no parse per request); inserted by `&'static str`, which pingora
-/// keeps as the on-the-wire case without copying (a `HeaderName` would be title-cased into a new
-/// buffer first).
-static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
-static X_SUBJECT: HeaderName = HeaderName::from_static("x-subject");
-static X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
 
 /// The proxy service.
 pub struct Gateway {
@@ -81,6 +73,11 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
 /// The IP address of the connection's peer (none for a Unix socket).
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// The client's address: the peer's, or behind a trusted reverse proxy the one it forwarded.
+fn client_ip(session: &Session, trusted: &TrustedProxies) -> Option<IpAddr> {
+    peer_ip(session).map(|peer| forwarded::client_addr(session.req_header(), peer, trusted))
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -183,12 +180,8 @@ impl Gateway {
             {
                 Err(e) => e.reply(),
                 Ok(body) => {
-                    let head = session.req_header();
-                    let h = &head.headers;
-                    // The client's address: behind a trusted reverse proxy, the one it forwarded.
-                    let peer = peer_ip(session).map(|peer| {
-                        forwarded::client_addr(head, peer, &self.state.live_guard().config.server.trusted_proxies)
-                    });
+                    let h = &session.req_header().headers;
+                    let peer = client_ip(session, &self.state.live_guard().config.server.trusted_proxies);
                     let req = EndpointRequest {
                         authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
                         content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
@@ -314,30 +307,10 @@ impl ProxyHttp for Gateway {
             };
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        forwarded::remove(upstream_request, &http::header::AUTHORIZATION);
+        identity::set_headers(upstream_request, ctx.identity.as_deref())?;
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        forwarded::set_upstream_headers(
-            upstream_request,
-            peer_ip(session),
-            https,
-            &self.state.live_guard().config.server.trusted_proxies,
-        )?;
-        let Some(rec) = &ctx.identity else {
-            for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
-                forwarded::remove(upstream_request, h);
-            }
-            return Ok(());
-        };
-        // `insert_header` replaces every value a client sent under the same name, so only a
-        // header that is not set needs removing (each edit hashes into two header maps).
-        upstream_request.insert_header("X-Client-Id", &*rec.key.client_id)?;
-        if rec.key.subject.is_empty() {
-            forwarded::remove(upstream_request, &X_SUBJECT);
-        } else {
-            upstream_request.insert_header("X-Subject", &*rec.key.subject)?;
-        }
-        upstream_request.insert_header("X-Scope", rec.key.scope.as_str())?;
-        Ok(())
+        let trusted = &self.state.live_guard().config.server.trusted_proxies;
+        forwarded::set_upstream_headers(upstream_request, peer_ip(session), https, trusted)
     }
 
     /// What pingora's own error lines say about the request. Its default has the whole target, and
@@ -370,8 +343,7 @@ impl ProxyHttp for Gateway {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let head = session.req_header();
             // The client as the lockout sees it (behind a trusted proxy, the one it forwarded).
-            let client =
-                peer_ip(session).map(|peer| forwarded::client_addr(head, peer, &live.config.server.trusted_proxies));
+            let client = client_ip(session, &live.config.server.trusted_proxies);
             let client = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
             // The path only: a query string may carry credentials.
             log::info!("{client} {} {} {status}", head.method, head.uri.path());

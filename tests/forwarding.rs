@@ -127,34 +127,28 @@ fn failed_login(gw: &Gateway, ip: &str, client: &str) -> u16 {
         .as_u16()
 }
 
+/// Three failed logins through `proxy` for `client`: the lockout's limit in these tests.
+fn fail_three_times(gw: &Gateway, proxy: &str, client: &str) {
+    for _ in 0..3 {
+        assert_eq!(failed_login(gw, proxy, client), 401);
+    }
+}
+
 #[test]
 fn behind_a_trusted_proxy_the_lockout_counts_the_forwarded_client() {
     const LOCK_3: &str = "lockout_max_failures = 3\nlockout_window_secs = 600\nlockout_secs = 600";
     let gw = start("trusted_proxies = [\"127.0.0.2\"]", LOCK_3);
-    for _ in 0..3 {
-        assert_eq!(failed_login(&gw, "127.0.0.2", "198.51.100.9"), 401);
-    }
-    assert_eq!(
-        failed_login(&gw, "127.0.0.2", "198.51.100.9"),
-        429,
-        "that client is locked out"
-    );
-    assert_eq!(
-        failed_login(&gw, "127.0.0.2", "198.51.100.10"),
-        401,
-        "another client behind the same proxy is not"
-    );
+    fail_three_times(&gw, "127.0.0.2", "198.51.100.9");
+    let locked = failed_login(&gw, "127.0.0.2", "198.51.100.9");
+    assert_eq!(locked, 429, "that client is locked out");
+    let other = failed_login(&gw, "127.0.0.2", "198.51.100.10");
+    assert_eq!(other, 401, "another client behind the same proxy is not");
 
     // Without trusted proxies the header is not believed: the proxy's address is the client.
     let gw = start("", LOCK_3);
-    for _ in 0..3 {
-        assert_eq!(failed_login(&gw, "127.0.0.2", "198.51.100.9"), 401);
-    }
-    assert_eq!(
-        failed_login(&gw, "127.0.0.2", "198.51.100.10"),
-        429,
-        "a forged header changes nothing"
-    );
+    fail_three_times(&gw, "127.0.0.2", "198.51.100.9");
+    let other = failed_login(&gw, "127.0.0.2", "198.51.100.10");
+    assert_eq!(other, 429, "a forged header changes nothing");
 }
 
 #[test]

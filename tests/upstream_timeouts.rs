@@ -40,15 +40,19 @@ fn a_stalled_upstream_is_504_and_a_refusing_one_502() {
     common::write(&dir.path().join("gateway.toml"), &text);
     let gw = Gateway::start_in(dir, port);
 
-    let status = |path: &str| {
-        gw.http
-            .get(format!("{}{path}", gw.base))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
+    let answer = |path: &str| {
+        let r = gw.http.get(format!("{}{path}", gw.base)).send().unwrap();
+        let status = r.status().as_u16();
+        assert!(r.headers().get("server").is_none(), "{path}: no Server: Pingora");
+        (status, r.text().unwrap())
     };
-    assert_eq!(status("/stalled/x"), 504);
-    assert_eq!(status("/refusing/x"), 502);
-    assert_eq!(status("/public/x"), 200, "the other routes are served");
+    let (status, body) = answer("/stalled/x");
+    assert_eq!(status, 504);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "gateway_timeout");
+    let (status, body) = answer("/refusing/x");
+    assert_eq!(status, 502);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "bad_gateway");
+    assert_eq!(answer("/public/x").0, 200, "the other routes are served");
 }

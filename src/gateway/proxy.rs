@@ -20,7 +20,7 @@ use super::identity;
 use super::limits;
 use super::path::{self, PathError};
 use super::routes::Route;
-use super::upstream::{error_status, peer_for};
+use super::upstream::{error_status, failure_reply, peer_for};
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
 use crate::oauth::token_endpoint::EndpointRequest;
@@ -88,9 +88,11 @@ fn has_body(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
+/// The response head of `reply` (its headers and `Content-Length`); the body is `reply.body`,
+/// not to be sent to a HEAD request.
+fn response_header(reply: &mut Reply) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
-    for (name, value) in reply.headers {
+    for (name, value) in reply.headers.drain(..) {
         let value = match value {
             Cow::Borrowed(s) => HeaderValue::from_maybe_shared(Bytes::from_static(s.as_bytes())),
             Cow::Owned(s) => HeaderValue::from_maybe_shared(Bytes::from(s)),
@@ -99,6 +101,11 @@ async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
         resp.insert_header(name, value)?;
     }
     resp.insert_header("Content-Length", HeaderValue::from(reply.body.len()))?;
+    Ok(resp)
+}
+
+async fn write_reply(session: &mut Session, mut reply: Reply) -> Result<()> {
+    let resp = response_header(&mut reply)?;
     let head_only = session.req_header().method == Method::HEAD || reply.body.is_empty();
     session.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {
@@ -284,7 +291,17 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let code = error_status(e);
         if code > 0 {
-            if let Err(write) = session.respond_error(code).await {
+            // Like pingora's `respond_error` (nothing is written over an answer already begun,
+            // and the connection closes after it), but in JSON like the gateway's other answers.
+            let mut reply = failure_reply(code);
+            let written = match response_header(&mut reply) {
+                Ok(resp) if session.req_header().method == Method::HEAD => {
+                    session.write_error_response(resp, Bytes::new()).await
+                }
+                Ok(resp) => session.write_error_response(resp, reply.body).await,
+                Err(e) => Err(e),
+            };
+            if let Err(write) = written {
                 log::debug!("could not answer {code} after a failed request: {write}");
             }
         }

@@ -1,11 +1,12 @@
 //! How the gateway reaches an upstream: the peer for a route, with the server's timeouts, and
-//! the status a client gets when proxying fails.
+//! the answer a client gets when proxying fails.
 
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::routes::Route;
 use crate::config::model::ServerSettings;
+use crate::reply::Reply;
 
 /// The upstream of `route`, with the server's timeouts: a dead or stalled upstream costs a
 /// client at most these before it gets 504, instead of the kernel's connect timeout or for ever.
@@ -29,6 +30,20 @@ pub fn error_status(e: &Error) -> u16 {
         (ErrorSource::Downstream, _) => 400,
         (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
     }
+}
+
+/// The answer for a failed proxy attempt with status `code`: JSON like every other answer of the
+/// gateway (pingora's own is an empty body with `Server: Pingora`).
+pub fn failure_reply(code: u16) -> Reply {
+    let body = match code {
+        502 => {
+            r#"{"error":"bad_gateway","error_description":"the upstream refused the connection or did not answer properly"}"#
+        }
+        504 => r#"{"error":"gateway_timeout","error_description":"the upstream did not answer in time"}"#,
+        400..=499 => r#"{"error":"invalid_request"}"#,
+        _ => r#"{"error":"server_error"}"#,
+    };
+    Reply::json_no_store(code, body)
 }
 
 #[cfg(test)]
@@ -72,6 +87,21 @@ mod tests {
             (Error::new(ErrorType::HTTPStatus(503)), 503),
         ] {
             assert_eq!(error_status(&e), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn failures_are_answered_in_json() {
+        for (code, error) in [
+            (502, "bad_gateway"),
+            (504, "gateway_timeout"),
+            (400, "invalid_request"),
+            (500, "server_error"),
+        ] {
+            let r = failure_reply(code);
+            assert_eq!(r.status, code);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"], error);
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `tokengate_client_auth_failures_total{endpoint}`; endpoint = token | revoke | introspect.
     pub client_auth_failures: IntCounterVec,
+    /// `tokengate_upstream_failures_total{status}`; status = 502 (refused, reset or a broken
+    /// answer) | 504 (no connection or no answer within the timeouts).
+    pub upstream_failures: IntCounterVec,
     /// `tokengate_active_tokens`: access tokens in the index (set at scrape time).
     pub active_tokens: IntGauge,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
@@ -102,6 +105,7 @@ pub struct Metrics {
     revoked: [IntCounter; 4],
     validated: [IntCounter; 5],
     auth_failed: [IntCounter; 3],
+    upstream_failed: [IntCounter; 2],
 }
 
 /// `f(i)` for each index, collected into an array; stops at the first error.
@@ -149,6 +153,11 @@ impl Metrics {
             "Failed client authentications at the OAuth endpoints, by endpoint",
             &["endpoint"],
         )?;
+        let upstream_failures = counter(
+            "tokengate_upstream_failures_total",
+            "Proxied requests answered 502 (upstream refused, reset or answered badly) or 504 (upstream timed out)",
+            &["status"],
+        )?;
         let active_tokens = IntGauge::new("tokengate_active_tokens", "Access tokens in the in-memory index")?;
         registry.register(Box::new(active_tokens.clone()))?;
         let store_write_seconds = Histogram::with_opts(
@@ -167,6 +176,7 @@ impl Metrics {
         let revoked = resolve(|i| tokens_revoked.get_metric_with_label_values(&[cause_label(CAUSES[i])]))?;
         let validated = resolve(|i| validations.get_metric_with_label_values(&[VALIDATION_RESULTS[i]]))?;
         let auth_failed = resolve(|i| client_auth_failures.get_metric_with_label_values(&[AUTH_ENDPOINTS[i]]))?;
+        let upstream_failed = resolve(|i| upstream_failures.get_metric_with_label_values(&[["502", "504"][i]]))?;
         // Present at 0 from the start like the others (the reload service increments them).
         for result in ["ok", "failed"] {
             config_reloads.get_metric_with_label_values(&[result])?;
@@ -178,12 +188,14 @@ impl Metrics {
             validations,
             config_reloads,
             client_auth_failures,
+            upstream_failures,
             active_tokens,
             store_write_seconds,
             issued,
             revoked,
             validated,
             auth_failed,
+            upstream_failed,
         })
     }
 
@@ -208,6 +220,16 @@ impl Metrics {
     pub fn client_auth_failed(&self, endpoint: usize) {
         if let Some(c) = self.auth_failed.get(endpoint) {
             c.inc();
+        }
+    }
+
+    /// Counts one proxied request that failed upstream with `status` (502 or 504; others are not
+    /// upstream failures and are not counted).
+    pub fn upstream_failed(&self, status: u16) {
+        match status {
+            502 => self.upstream_failed[0].inc(),
+            504 => self.upstream_failed[1].inc(),
+            _ => {}
         }
     }
 

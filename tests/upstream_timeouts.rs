@@ -36,7 +36,11 @@ fn a_stalled_upstream_is_504_and_a_refusing_one_502() {
     };
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let text = with_server_lines(&config_text(port, &setup), "upstream_timeout_secs = 1");
+    let metrics = free_port();
+    let text = with_server_lines(
+        &config_text(port, &setup),
+        &format!("upstream_timeout_secs = 1\nmetrics_listen = \"127.0.0.1:{metrics}\""),
+    );
     common::write(&dir.path().join("gateway.toml"), &text);
     let gw = Gateway::start_in(dir, port);
 
@@ -55,4 +59,15 @@ fn a_stalled_upstream_is_504_and_a_refusing_one_502() {
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"], "bad_gateway");
     assert_eq!(answer("/public/x").0, 200, "the other routes are served");
+
+    let scrape = reqwest::blocking::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for series in [
+        "tokengate_upstream_failures_total{status=\"502\"} 1",
+        "tokengate_upstream_failures_total{status=\"504\"} 1",
+    ] {
+        assert!(scrape.contains(series), "{series} in:\n{scrape}");
+    }
 }

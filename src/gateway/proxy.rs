@@ -290,6 +290,7 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let code = error_status(e);
+        self.state.metrics.upstream_failed(code);
         if code > 0 {
             // Like pingora's `respond_error` (nothing is written over an answer already begun,
             // and the connection closes after it), but in JSON like the gateway's other answers.

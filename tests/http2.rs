@@ -23,7 +23,12 @@ fn client(cert_pem: &str, http2: bool) -> Client {
 
 #[test]
 fn clients_that_offer_http2_get_it_end_to_end() {
-    let (gw, cert) = Gateway::start_tls(&Setup::default());
+    let closed = common::free_port();
+    let setup = Setup {
+        extra: format!("[[routes]]\npath_prefix = \"/down\"\nupstream = \"127.0.0.1:{closed}\"\nauth = false\n"),
+        ..Setup::default()
+    };
+    let (gw, cert) = Gateway::start_tls(&setup);
     let h2 = client(&cert, true);
 
     let r = h2
@@ -87,6 +92,13 @@ fn clients_that_offer_http2_get_it_end_to_end() {
         .send()
         .unwrap();
     assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 200));
+
+    // An upstream that refuses: 502 in JSON, and the error line names the request's authority.
+    let r = h2.get(format!("{}/down/x?k=v", gw.base)).send().unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_2, 502));
+    assert_eq!(r.json::<Value>().unwrap()["error"], "bad_gateway");
+    let line = format!("GET /down/x, Host: 127.0.0.1:{}", gw.port);
+    gw.eventually(10, "the error line of the failed request", || gw.log().contains(&line));
 
     // A client that offers only HTTP/1.1 keeps it.
     let r = client(&cert, false)

@@ -336,16 +336,12 @@ impl ProxyHttp for Gateway {
     /// access log.
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
         let req = session.req_header();
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()));
-        format!(
-            "{} {}, Host: {}",
-            req.method,
-            req.uri.path(),
-            host.as_deref().unwrap_or("-")
-        )
+        // HTTP/2 requests carry the host as the target's authority, not as a header.
+        let host = match req.headers.get(http::header::HOST) {
+            Some(h) => String::from_utf8_lossy(h.as_bytes()),
+            None => Cow::Borrowed(req.uri.authority().map_or("-", |a| a.as_str())),
+        };
+        format!("{} {}, Host: {host}", req.method, req.uri.path())
     }
 
     /// A client that hangs up or stalls is not the gateway's error: pingora would log each one as

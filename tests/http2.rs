@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{at, Gateway, Setup, SECRET};
+use common::{at, Gateway, SECRET};
 use reqwest::blocking::Client;
 use reqwest::Version;
 use serde_json::Value;
@@ -23,11 +23,7 @@ fn client(cert_pem: &str, http2: bool) -> Client {
 
 #[test]
 fn clients_that_offer_http2_get_it_end_to_end() {
-    let closed = common::free_port();
-    let setup = Setup {
-        extra: format!("[[routes]]\npath_prefix = \"/down\"\nupstream = \"127.0.0.1:{closed}\"\nauth = false\n"),
-        ..Setup::default()
-    };
+    let setup = common::with_refusing_route("/down");
     let (gw, cert) = Gateway::start_tls(&setup);
     let h2 = client(&cert, true);
 

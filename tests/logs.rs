@@ -173,11 +173,7 @@ fn no_credential_in_the_log_with_every_crate_at_debug() {
 /// summary has the whole target, query string included, which may carry credentials.
 #[test]
 fn a_failed_upstream_is_logged_without_the_query_string() {
-    let closed = common::free_port();
-    let setup = Setup {
-        extra: format!("[[routes]]\npath_prefix = \"/down\"\nupstream = \"127.0.0.1:{closed}\"\nauth = false\n"),
-        ..Setup::default()
-    };
+    let setup = common::with_refusing_route("/down");
     let gw = Gateway::start(setup);
     const QUERY_SECRET: &str = "query-secret-7c1f0a";
     let r = gw

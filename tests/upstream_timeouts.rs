@@ -28,10 +28,7 @@ fn a_stalled_upstream_is_504_and_a_refusing_one_502() {
     // A port nothing listens on: bound, then released.
     let refusing = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let setup = Setup {
-        extra: format!(
-            "[[routes]]\npath_prefix = \"/stalled\"\nupstream = \"{stalled}\"\nauth = false\n\
-             [[routes]]\npath_prefix = \"/refusing\"\nupstream = \"{refusing}\"\nauth = false\n"
-        ),
+        extra: common::public_route("/stalled", stalled) + &common::public_route("/refusing", refusing),
         ..Setup::default()
     };
     let dir = tempfile::tempdir().unwrap();

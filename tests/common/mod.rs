@@ -71,6 +71,20 @@ impl Setup {
     }
 }
 
+/// A `[[routes]]` table for `Setup::extra`: a public route from `prefix` to `upstream`.
+pub fn public_route(prefix: &str, upstream: impl std::fmt::Display) -> String {
+    format!("[[routes]]\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\nauth = false\n")
+}
+
+/// A gateway setup with one more public route, to an upstream that refuses connections (a port
+/// that was bound, then released).
+pub fn with_refusing_route(prefix: &str) -> Setup {
+    Setup {
+        extra: public_route(prefix, format!("127.0.0.1:{}", free_port())),
+        ..Setup::default()
+    }
+}
+
 /// The config text for a gateway on `port`.
 pub fn config_text(port: u16, setup: &Setup) -> String {
     let up = upstream();

@@ -124,13 +124,13 @@ pub fn set_upstream_headers(
     } else {
         peer_text.clone()
     };
-    req.insert_header("X-Forwarded-For", value(chain)?)?;
+    req.insert_header("X-Forwarded-For", header_value(chain)?)?;
     let real_ip = if client == peer {
         peer_text
     } else {
         Bytes::from(client.to_string())
     };
-    req.insert_header("X-Real-IP", value(real_ip)?)?;
+    req.insert_header("X-Real-IP", header_value(real_ip)?)?;
     if !from_trusted {
         for h in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &FORWARDED] {
             remove(req, h);
@@ -142,9 +142,10 @@ pub fn set_upstream_headers(
     Ok(())
 }
 
-fn value(bytes: Bytes) -> pingora::Result<HeaderValue> {
+/// A forwarding header's value (addresses, and a client's list joined: always valid bytes).
+fn header_value(bytes: Bytes) -> pingora::Result<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes)
-        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid X-Forwarded-For"))
+        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid forwarding header value"))
 }
 
 #[cfg(test)]

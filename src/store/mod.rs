@@ -4,8 +4,10 @@
 
 pub mod ack;
 pub mod checkpoint;
+pub mod purge;
 pub mod sqlite;
 pub mod timed;
+pub mod writer;
 
 use std::future::Future;
 use std::pin::Pin;

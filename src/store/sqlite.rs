@@ -1,7 +1,8 @@
 //! The embedded store: SQLite (bundled) in WAL mode with `synchronous = FULL`, owned by one
-//! writer thread that commits whatever is queued in a single transaction (group commit): N
-//! concurrent requests cost one fsync, and each caller is answered only after the commit. WAL
-//! checkpoints run beside it ([`super::checkpoint`]).
+//! writer thread ([`super::writer`]) that commits whatever is queued in a single transaction
+//! (group commit): N concurrent requests cost one fsync, and each caller is answered only after
+//! the commit. WAL checkpoints run beside it ([`super::checkpoint`]); expired rows go in bounded
+//! steps between commits ([`super::purge`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,19 +12,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::ack::{self, Relays, Waiter};
+use super::ack::Relays;
 use super::checkpoint::{self, Checkpoints};
+use super::purge;
+use super::writer::{Job, Writer};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
-
-/// Most jobs folded into one transaction.
-const MAX_BATCH: usize = 4096;
-
-enum Job {
-    Commit(Vec<StoreOp>, Waiter),
-    Load(u64, oneshot::Sender<Result<Snapshot, StoreError>>),
-    Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
-}
 
 /// Handle to the writer thread; cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -31,7 +25,7 @@ pub struct SqliteStore {
     relays: Relays,
 }
 
-fn db_err(e: rusqlite::Error) -> StoreError {
+pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
@@ -39,7 +33,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 /// few sequential pages instead of one random B-tree page per token (random 256-bit ids as keys
 /// made each commit dirty a page per row). Rows go when their token expires, through indexes on
 /// the (nearly monotonic) expiry.
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS tokens (
@@ -59,22 +53,35 @@ CREATE INDEX IF NOT EXISTS state_changes_expiry ON state_changes (expires_at_ms)
 const ACCESS: i64 = 0;
 const REFRESH: i64 = 1;
 
+/// The writer's connection to the database at `path` (created with its folder if needed), with
+/// the schema in place.
+pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+    purge::enable_incremental_vacuum(&conn).map_err(db_err)?;
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", checkpoint::HARD_LIMIT_FRAMES)
+        .map_err(db_err)?;
+    // A WAL that grew past this many bytes (a burst the checkpoints could not keep up with) is
+    // cut back to it when it restarts; in steady use it restarts well below it (`checkpoint`).
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(db_err)?;
+    conn.pragma_update(None, "journal_size_limit", checkpoint::HARD_LIMIT_FRAMES * page_size)
+        .map_err(db_err)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
-        }
-        let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::HARD_LIMIT_FRAMES)
-            .map_err(db_err)?;
+        let conn = open_writer_connection(path)?;
         let checkpoints = Checkpoints::start(path)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("tokengate-store".into())
-            .spawn(move || writer(conn, rx, checkpoints))
+            .spawn(move || Writer::new(conn, checkpoints).run(rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
             tx,
@@ -111,61 +118,6 @@ impl TokenStore for SqliteStore {
     }
 }
 
-fn writer(conn: Connection, rx: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
-    while let Ok(first) = rx.recv() {
-        let mut commits = Vec::new();
-        let mut others = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Commit(ops, reply) => commits.push((ops, reply)),
-                other => others.push(other),
-            }
-            next = if commits.len() + others.len() < MAX_BATCH {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        if !commits.is_empty() {
-            let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
-            // Barriers alone need no transaction: everything before them is already committed.
-            let wrote = !all.is_empty();
-            let result = if wrote { apply(&conn, &all) } else { Ok(()) };
-            match result {
-                Ok(()) => {
-                    ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect());
-                    if wrote {
-                        checkpoints.after_commit(&conn);
-                    }
-                }
-                Err(_) => {
-                    // One bad batch member must not fail the others: retry each on its own.
-                    let done = commits
-                        .into_iter()
-                        .map(|(ops, w)| {
-                            let refs: Vec<&StoreOp> = ops.iter().collect();
-                            (w, apply(&conn, &refs).map_err(db_err))
-                        })
-                        .collect();
-                    ack::complete(done);
-                }
-            }
-        }
-        for job in others {
-            match job {
-                Job::Load(now, reply) => {
-                    let _ = reply.send(load(&conn, now).map_err(db_err));
-                }
-                Job::Purge(now, reply) => {
-                    let _ = reply.send(purge(&conn, now).map_err(db_err));
-                }
-                Job::Commit(..) => {}
-            }
-        }
-    }
-}
-
 const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, \
      issued_at_ms, expires_at_ms, family, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires_at_ms) VALUES (?1, ?2, ?3, ?4)";
@@ -173,7 +125,7 @@ const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
 /// (`Connection::transaction` parses them anew each time) and each insert statement is taken
 /// from the cache once per batch, not once per row (9 % fewer writer instructions, callgrind).
-fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+pub(super) fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     let result = insert_all(conn, ops).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
     if result.is_err() && !conn.is_autocommit() {
@@ -268,7 +220,7 @@ fn final_states(conn: &Connection, now: u64) -> rusqlite::Result<HashMap<(i64, T
     Ok(states)
 }
 
-fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
+pub(super) fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
     let states = final_states(conn, now)?;
     let mut snap = Snapshot::default();
     let mut stmt = conn.prepare(
@@ -319,12 +271,6 @@ fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
         }
     }
     Ok(snap)
-}
-
-fn purge(conn: &Connection, now: u64) -> rusqlite::Result<u64> {
-    let t = conn.execute("DELETE FROM tokens WHERE expires_at_ms <= ?1", [now as i64])?;
-    let c = conn.execute("DELETE FROM state_changes WHERE expires_at_ms <= ?1", [now as i64])?;
-    Ok((t + c) as u64)
 }
 
 fn blob16(v: Option<Vec<u8>>) -> Option<FamilyId> {

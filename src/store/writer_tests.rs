@@ -1,0 +1,164 @@
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::*;
+use crate::store::ack::Relays;
+use crate::store::purge::{self, STEP_ROWS};
+use crate::store::sqlite::{open_writer_connection, SqliteStore};
+use crate::store::{AccessRow, TokenStore};
+use crate::tokens::record::{TokenId, TokenState};
+
+fn row(n: u32, expires_at_ms: u64) -> AccessRow {
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&n.to_le_bytes());
+    AccessRow {
+        id: TokenId(id),
+        client_id: "c".into(),
+        subject: String::new(),
+        scope: "a b".into(),
+        format: "opaque".into(),
+        grant: "client_credentials".into(),
+        issued_at_ms: 1000,
+        expires_at_ms,
+        state: TokenState::Active,
+        family: None,
+        refresh_id: None,
+    }
+}
+
+fn inserts(ns: std::ops::Range<u32>, expires_at_ms: u64) -> Vec<StoreOp> {
+    ns.map(|n| StoreOp::InsertAccess(row(n, expires_at_ms))).collect()
+}
+
+fn rows_in(path: &Path) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0)).unwrap()
+}
+
+fn writer_at(path: &Path) -> Writer {
+    Writer::new(open_writer_connection(path).unwrap(), Checkpoints::start(path).unwrap())
+}
+
+/// A purge of many rows used to be one `DELETE`: every commit queued behind it waited for all of
+/// it. Driven turn by turn here, so the order is the writer's, not the scheduler's.
+#[test]
+fn a_commit_queued_during_a_purge_lands_between_two_of_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut w = writer_at(&path);
+    let (tx, rx) = mpsc::channel();
+    let relays = Relays::default();
+    let expired = 2 * STEP_ROWS as u32 + 500;
+
+    let (ack, mut acked) = oneshot::channel();
+    tx.send(Job::Commit(inserts(0..expired, 5_000), relays.waiter(ack)))
+        .unwrap();
+    tx.send(Job::Commit(
+        inserts(expired..expired + 10, 99_000),
+        relays.waiter(oneshot::channel().0),
+    ))
+    .unwrap();
+    assert!(w.turn(&rx));
+    assert!(matches!(acked.try_recv(), Ok(Ok(()))));
+
+    let (reply, mut purged) = oneshot::channel();
+    tx.send(Job::Purge(10_000, reply)).unwrap();
+    assert!(w.turn(&rx), "the purge's first step");
+    assert!(purged.try_recv().is_err(), "one step does not finish it");
+    assert_eq!(rows_in(&path), i64::from(expired) + 10 - STEP_ROWS);
+
+    // An already expired token, committed while the purge is under way.
+    let (ack, mut acked) = oneshot::channel();
+    tx.send(Job::Commit(inserts(900_000..900_001, 5_000), relays.waiter(ack)))
+        .unwrap();
+    assert!(w.turn(&rx));
+    assert!(
+        matches!(acked.try_recv(), Ok(Ok(()))),
+        "committed before the purge's next step"
+    );
+    assert!(purged.try_recv().is_err(), "the purge is still under way");
+
+    let mut turns = 0;
+    let deleted = loop {
+        match purged.try_recv() {
+            Ok(result) => break result.unwrap(),
+            Err(_) => {
+                assert!(w.turn(&rx));
+                turns += 1;
+                assert!(turns < 100, "the purge never ended");
+            }
+        }
+    };
+    assert_eq!(
+        deleted,
+        u64::from(expired) + 1,
+        "the later steps took the row committed between them"
+    );
+    assert_eq!(rows_in(&path), 10, "the live rows stay");
+}
+
+#[test]
+fn a_purge_gives_the_free_pages_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut w = writer_at(&path);
+    let (tx, rx) = mpsc::channel();
+    tx.send(Job::Commit(
+        inserts(0..20_000, 5_000),
+        Relays::default().waiter(oneshot::channel().0),
+    ))
+    .unwrap();
+    assert!(w.turn(&rx));
+    let pages = |conn: &Connection| -> i64 { conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap() };
+    let full = pages(&w.conn);
+
+    let (reply, mut purged) = oneshot::channel();
+    tx.send(Job::Purge(10_000, reply)).unwrap();
+    while purged.try_recv().is_err() {
+        assert!(w.turn(&rx));
+    }
+    assert_eq!(purge::free_pages(&w.conn).unwrap(), 0);
+    assert!(pages(&w.conn) * 10 < full, "{} of {full} pages left", pages(&w.conn));
+}
+
+/// A database from before incremental vacuum is rebuilt once at open, and keeps its tokens.
+#[tokio::test]
+async fn an_older_database_is_made_shrinkable_and_keeps_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
+        let ops = inserts(0..3, 99_000);
+        let refs: Vec<&StoreOp> = ops.iter().collect();
+        crate::store::sqlite::apply(&conn, &refs).unwrap();
+        let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, 0, "SQLite's default: the file never shrinks");
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.load(0).await.unwrap().access.len(), 3);
+    let conn = Connection::open(&path).unwrap();
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, 2, "incremental");
+}
+
+#[test]
+fn an_idle_store_cuts_its_wal_to_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut w = writer_at(&path);
+    w.idle_after = Duration::from_millis(10);
+    let (tx, rx) = mpsc::channel();
+    let (ack, mut acked) = oneshot::channel();
+    tx.send(Job::Commit(inserts(0..1000, 99_000), Relays::default().waiter(ack)))
+        .unwrap();
+    assert!(w.turn(&rx));
+    assert!(matches!(acked.try_recv(), Ok(Ok(()))));
+    let wal = |p: &Path| std::fs::metadata(p.with_extension("db-wal")).unwrap().len();
+    assert!(wal(&path) > 0);
+
+    assert!(w.turn(&rx), "nothing comes: the store is idle");
+    assert_eq!(wal(&path), 0);
+    assert_eq!(rows_in(&path), 1000, "every row is in the database file");
+}

@@ -235,19 +235,13 @@ impl TokenService {
             }
         }
         for slot in self.index().slots() {
-            {
-                let mut st = slot.lock();
-                st.active.retain(|a| {
-                    let live = a.expires_at_ms > now;
-                    if !live {
-                        a.state.set(TokenState::Expired);
-                        self.index().remove_access(&a.id);
-                        report.expired_access += 1;
-                    }
-                    live
-                });
-                st.refresh.retain(|r| r.expires_at_ms > now);
-            }
+            slot.sweep(now, |expired| {
+                report.expired_access += expired.len();
+                // After the key's lock is released: the map and the allocator work here.
+                for a in expired {
+                    self.index().remove_access(&a.id);
+                }
+            });
             self.index().drop_if_idle(slot);
         }
         self.index().prune_names();

@@ -107,3 +107,21 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Deletes tokens that can never be valid again; returns how many rows went.
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
 }
+
+/// An active access token's row, for tests of the stores.
+#[cfg(test)]
+pub(crate) fn test_row(id: TokenId, expires_at_ms: u64) -> AccessRow {
+    AccessRow {
+        id,
+        client_id: "c".into(),
+        subject: String::new(),
+        scope: "a b".into(),
+        format: "opaque".into(),
+        grant: "client_credentials".into(),
+        issued_at_ms: 1000,
+        expires_at_ms,
+        state: TokenState::Active,
+        family: None,
+        refresh_id: None,
+    }
+}

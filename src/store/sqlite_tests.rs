@@ -1,19 +1,7 @@
 use super::*;
 
 fn row(id: u8, exp: u64) -> AccessRow {
-    AccessRow {
-        id: TokenId([id; 32]),
-        client_id: "c".into(),
-        subject: String::new(),
-        scope: "a b".into(),
-        format: "opaque".into(),
-        grant: "client_credentials".into(),
-        issued_at_ms: 1000,
-        expires_at_ms: exp,
-        state: TokenState::Active,
-        family: None,
-        refresh_id: None,
-    }
+    crate::store::test_row(TokenId([id; 32]), exp)
 }
 
 #[tokio::test]

@@ -7,24 +7,12 @@ use crate::store::ack::Relays;
 use crate::store::purge::{self, STEP_ROWS};
 use crate::store::sqlite::{open_writer_connection, SqliteStore};
 use crate::store::{AccessRow, TokenStore};
-use crate::tokens::record::{TokenId, TokenState};
+use crate::tokens::record::TokenId;
 
 fn row(n: u32, expires_at_ms: u64) -> AccessRow {
     let mut id = [0u8; 32];
     id[..4].copy_from_slice(&n.to_le_bytes());
-    AccessRow {
-        id: TokenId(id),
-        client_id: "c".into(),
-        subject: String::new(),
-        scope: "a b".into(),
-        format: "opaque".into(),
-        grant: "client_credentials".into(),
-        issued_at_ms: 1000,
-        expires_at_ms,
-        state: TokenState::Active,
-        family: None,
-        refresh_id: None,
-    }
+    crate::store::test_row(TokenId(id), expires_at_ms)
 }
 
 fn inserts(ns: std::ops::Range<u32>, expires_at_ms: u64) -> Vec<StoreOp> {
@@ -36,18 +24,33 @@ fn rows_in(path: &Path) -> i64 {
     conn.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0)).unwrap()
 }
 
-fn writer_at(path: &Path) -> Writer {
-    Writer::new(open_writer_connection(path).unwrap(), Checkpoints::start(path).unwrap())
+/// A writer on a new database in a temporary folder, and the channel that feeds it.
+struct Setup {
+    dir: tempfile::TempDir,
+    w: Writer,
+    tx: mpsc::Sender<Job>,
+    rx: mpsc::Receiver<Job>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = Writer::new(
+            open_writer_connection(&path).unwrap(),
+            Checkpoints::start(&path).unwrap(),
+        );
+        let (tx, rx) = mpsc::channel();
+        Setup { dir, w, tx, rx }
+    }
 }
 
 /// A purge of many rows used to be one `DELETE`: every commit queued behind it waited for all of
 /// it. Driven turn by turn here, so the order is the writer's, not the scheduler's.
 #[test]
 fn a_commit_queued_during_a_purge_lands_between_two_of_its_steps() {
-    let dir = tempfile::tempdir().unwrap();
+    let Setup { dir, mut w, tx, rx } = Setup::new();
     let path = dir.path().join("t.db");
-    let mut w = writer_at(&path);
-    let (tx, rx) = mpsc::channel();
     let relays = Relays::default();
     let expired = 2 * STEP_ROWS as u32 + 500;
 
@@ -100,10 +103,13 @@ fn a_commit_queued_during_a_purge_lands_between_two_of_its_steps() {
 
 #[test]
 fn a_purge_gives_the_free_pages_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let mut w = writer_at(&path);
-    let (tx, rx) = mpsc::channel();
+    // The folder lives as long as `_dir`.
+    let Setup {
+        dir: _dir,
+        mut w,
+        tx,
+        rx,
+    } = Setup::new();
     tx.send(Job::Commit(
         inserts(0..20_000, 5_000),
         Relays::default().waiter(oneshot::channel().0),
@@ -145,11 +151,9 @@ async fn an_older_database_is_made_shrinkable_and_keeps_its_tokens() {
 
 #[test]
 fn an_idle_store_cuts_its_wal_to_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let Setup { dir, mut w, tx, rx } = Setup::new();
     let path = dir.path().join("t.db");
-    let mut w = writer_at(&path);
     w.idle_after = Duration::from_millis(10);
-    let (tx, rx) = mpsc::channel();
     let (ack, mut acked) = oneshot::channel();
     tx.send(Job::Commit(inserts(0..1000, 99_000), Relays::default().waiter(ack)))
         .unwrap();

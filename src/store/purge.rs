@@ -32,7 +32,8 @@ pub struct Purge {
     now_ms: u64,
     deleted: u64,
     phase: Phase,
-    reply: oneshot::Sender<Result<u64, StoreError>>,
+    /// Taken when the purge is answered.
+    reply: Option<oneshot::Sender<Result<u64, StoreError>>>,
 }
 
 impl Purge {
@@ -42,7 +43,7 @@ impl Purge {
             now_ms,
             deleted: 0,
             phase: Phase::Tokens,
-            reply,
+            reply: Some(reply),
         }
     }
 
@@ -64,9 +65,10 @@ impl Purge {
 
     fn answer(&mut self, result: Result<u64, StoreError>) {
         self.phase = Phase::Done;
-        let (done, _) = oneshot::channel();
-        // The caller may have stopped waiting (the sweeper at shutdown): nothing to tell then.
-        let _ = std::mem::replace(&mut self.reply, done).send(result);
+        if let Some(reply) = self.reply.take() {
+            // The caller may have stopped waiting (the sweeper at shutdown): nothing to tell then.
+            let _ = reply.send(result);
+        }
     }
 
     fn advance(&mut self, conn: &Connection) -> rusqlite::Result<()> {

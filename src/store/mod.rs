@@ -11,22 +11,29 @@ pub mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use compact_str::CompactString;
+
+use crate::oauth::grant_type::GrantType;
+use crate::tokens::format::TokenFormat;
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
-/// One access token as stored: no token text, only its id (see [`TokenId`]).
+/// One access token as stored: no token text, only its id (see [`TokenId`]). The client id and
+/// scope are shared copies and the subject is inline up to 24 bytes, so a row costs no allocation
+/// of its own: none on the request path, and a restart that reads a million rows holds a million
+/// rows' bytes, not five strings per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessRow {
     pub id: TokenId,
-    pub client_id: String,
-    pub subject: String,
+    pub client_id: Arc<str>,
+    pub subject: CompactString,
     /// Canonical scope string.
-    pub scope: String,
-    /// `jwt` or `opaque`.
-    pub format: String,
-    pub grant: String,
+    pub scope: Arc<str>,
+    pub format: TokenFormat,
+    pub grant: GrantType,
     pub issued_at_ms: u64,
     pub expires_at_ms: u64,
     pub state: TokenState,
@@ -38,9 +45,9 @@ pub struct AccessRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshRow {
     pub id: TokenId,
-    pub client_id: String,
-    pub subject: String,
-    pub scope: String,
+    pub client_id: Arc<str>,
+    pub subject: CompactString,
+    pub scope: Arc<str>,
     pub family: FamilyId,
     pub issued_at_ms: u64,
     pub expires_at_ms: u64,
@@ -102,8 +109,21 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
         self.submit(ops).await
     }
-    /// Reads what the index must hold at start.
-    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError>;
+    /// Reads what the index must hold at start, in issue order, handing it to `sink` a chunk at
+    /// a time as it is read: a restart holds a chunk of rows beside the index, not all of them
+    /// (862k tokens read whole peaked at 338 MB against 129 MB for the index alone).
+    async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError>;
+
+    /// Everything [`Self::load`] reads, in one snapshot.
+    async fn load_all(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
+        let mut all = Snapshot::default();
+        self.load(now_ms, &mut |chunk: Snapshot| {
+            all.access.extend(chunk.access);
+            all.refresh.extend(chunk.refresh);
+        })
+        .await?;
+        Ok(all)
+    }
     /// Deletes tokens that can never be valid again; returns how many rows went.
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
 }
@@ -114,10 +134,10 @@ pub(crate) fn test_row(id: TokenId, expires_at_ms: u64) -> AccessRow {
     AccessRow {
         id,
         client_id: "c".into(),
-        subject: String::new(),
+        subject: CompactString::default(),
         scope: "a b".into(),
-        format: "opaque".into(),
-        grant: "client_credentials".into(),
+        format: TokenFormat::Opaque,
+        grant: GrantType::ClientCredentials,
         issued_at_ms: 1000,
         expires_at_ms,
         state: TokenState::Active,

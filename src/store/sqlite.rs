@@ -4,11 +4,13 @@
 //! the commit. WAL checkpoints run beside it ([`super::checkpoint`]); expired rows go in bounded
 //! steps between commits ([`super::purge`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use compact_str::CompactString;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
@@ -17,6 +19,8 @@ use super::checkpoint::{self, Checkpoints};
 use super::purge;
 use super::writer::{Job, Writer};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::oauth::grant_type::GrantType;
+use crate::tokens::format::TokenFormat;
 use crate::tokens::record::{FamilyId, TokenId, TokenState};
 
 /// Handle to the writer thread; cheap to share behind an `Arc`.
@@ -105,10 +109,19 @@ impl TokenStore for SqliteStore {
         })
     }
 
-    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
-        let (tx, rx) = oneshot::channel();
+    async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError> {
+        // Two chunks in flight: the writer reads the next while the caller indexes one.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
         self.send(Job::Load(now_ms, tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        loop {
+            match rx.recv().await {
+                Some(Ok(Some(chunk))) => sink(chunk),
+                Some(Ok(None)) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                // The writer went before saying it was done: what was read is not all there is.
+                None => return Err(StoreError::Closed),
+            }
+        }
     }
 
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
@@ -149,11 +162,11 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                 tokens.execute(params![
                     ACCESS,
                     &r.id.0[..],
-                    r.client_id,
-                    r.subject,
-                    r.scope,
-                    r.format,
-                    r.grant,
+                    &*r.client_id,
+                    r.subject.as_str(),
+                    &*r.scope,
+                    r.format.as_str(),
+                    r.grant.as_str(),
                     r.issued_at_ms as i64,
                     r.expires_at_ms as i64,
                     r.family.as_ref().map(|f| &f[..]),
@@ -167,9 +180,9 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                 tokens.execute(params![
                     REFRESH,
                     &r.id.0[..],
-                    r.client_id,
-                    r.subject,
-                    r.scope,
+                    &*r.client_id,
+                    r.subject.as_str(),
+                    &*r.scope,
                     "refresh",
                     "refresh_token",
                     r.issued_at_ms as i64,
@@ -220,7 +233,18 @@ fn final_states(conn: &Connection, now: u64) -> rusqlite::Result<HashMap<(i64, T
     Ok(states)
 }
 
-pub(super) fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
+/// Rows per chunk handed over by [`load`] (~11 MB of rows).
+pub(super) const LOAD_CHUNK_ROWS: usize = 65_536;
+
+/// Reads the live tokens in issue order and hands them to `emit` in chunks of at most
+/// `chunk_rows` ([`LOAD_CHUNK_ROWS`]); stops early when `emit` returns `false` (nobody is
+/// reading any more).
+pub(super) fn load(
+    conn: &Connection,
+    now: u64,
+    chunk_rows: usize,
+    mut emit: impl FnMut(Snapshot) -> bool,
+) -> rusqlite::Result<()> {
     let states = final_states(conn, now)?;
     let mut snap = Snapshot::default();
     let mut stmt = conn.prepare(
@@ -228,24 +252,47 @@ pub(super) fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
          FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([now as i64])?;
+    // Client ids and scopes repeat across rows: one shared copy of each.
+    let mut names: HashSet<Arc<str>> = HashSet::new();
+    let mut shared = |text: &str| match names.get(text) {
+        Some(name) => Arc::clone(name),
+        None => {
+            let name: Arc<str> = Arc::from(text);
+            names.insert(Arc::clone(&name));
+            name
+        }
+    };
     while let Some(row) = rows.next()? {
+        if snap.access.len() + snap.refresh.len() >= chunk_rows && !emit(std::mem::take(&mut snap)) {
+            return Ok(());
+        }
         let kind: i64 = row.get(0)?;
         let id = id_of(row.get(1)?, 1)?;
         let state = states.get(&(kind, id)).copied().unwrap_or(TokenState::Active);
         let link: Option<Vec<u8>> = row.get(10)?;
         let link = link.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()).map(TokenId);
         let family = blob16(row.get(9)?);
+        let (client_id, subject, scope) = (
+            shared(text(row, 2)?),
+            CompactString::from(text(row, 3)?),
+            shared(text(row, 4)?),
+        );
         if kind == ACCESS {
+            // A row this version cannot read (a format or grant it does not know) is left out.
+            let (Some(format), Some(grant)) = (TokenFormat::parse(text(row, 5)?), GrantType::parse(text(row, 6)?))
+            else {
+                continue;
+            };
             if state != TokenState::Active {
                 continue;
             }
             snap.access.push(AccessRow {
                 id,
-                client_id: row.get(2)?,
-                subject: row.get(3)?,
-                scope: row.get(4)?,
-                format: row.get(5)?,
-                grant: row.get(6)?,
+                client_id,
+                subject,
+                scope,
+                format,
+                grant,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
                 expires_at_ms: row.get::<_, i64>(8)? as u64,
                 state,
@@ -259,9 +306,9 @@ pub(super) fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
             };
             snap.refresh.push(RefreshRow {
                 id,
-                client_id: row.get(2)?,
-                subject: row.get(3)?,
-                scope: row.get(4)?,
+                client_id,
+                subject,
+                scope,
                 family,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
                 expires_at_ms: row.get::<_, i64>(8)? as u64,
@@ -270,7 +317,17 @@ pub(super) fn load(conn: &Connection, now: u64) -> rusqlite::Result<Snapshot> {
             });
         }
     }
-    Ok(snap)
+    if !snap.access.is_empty() || !snap.refresh.is_empty() {
+        emit(snap);
+    }
+    Ok(())
+}
+
+/// Column `i` as text, borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(i)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn blob16(v: Option<Vec<u8>>) -> Option<FamilyId> {

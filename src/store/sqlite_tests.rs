@@ -26,7 +26,7 @@ async fn committed_rows_survive_reopen_and_purge_removes_dead_ones() {
         .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
-    let snap = s.load(5_000).await.unwrap();
+    let snap = s.load_all(5_000).await.unwrap();
     let ids: Vec<u8> = snap.access.iter().map(|r| r.id.0[0]).collect();
     assert_eq!(ids, vec![1], "revoked and expired rows are not loaded");
     assert_eq!(snap.access[0], row(1, 10_000));
@@ -64,7 +64,7 @@ async fn concurrent_commits_all_land() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(s.load(0).await.unwrap().access.len(), 200);
+    assert_eq!(s.load_all(0).await.unwrap().access.len(), 200);
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
     }])
     .await
     .unwrap();
-    let snap = s.load(5).await.unwrap();
+    let snap = s.load_all(5).await.unwrap();
     assert_eq!(snap.refresh.len(), 1);
     assert_eq!(snap.refresh[0].state, TokenState::Inactive);
     assert_eq!(snap.refresh[0].family, [9; 16]);
@@ -117,6 +117,41 @@ fn a_failed_batch_is_rolled_back_and_the_next_one_lands() {
     assert!(apply(&conn, &[&good, &StoreOp::InsertAccess(bad)]).is_err());
     assert!(conn.is_autocommit(), "no transaction left open");
     apply(&conn, &[&next]).unwrap();
-    let ids: Vec<u8> = load(&conn, 0).unwrap().access.iter().map(|r| r.id.0[0]).collect();
+    let mut ids: Vec<u8> = Vec::new();
+    load(&conn, 0, LOAD_CHUNK_ROWS, |chunk| {
+        ids.extend(chunk.access.iter().map(|r| r.id.0[0]));
+        true
+    })
+    .unwrap();
     assert_eq!(ids, vec![3], "nothing of the failed batch, all of the next");
+}
+
+/// A restart reads the store a chunk at a time, in issue order, and stops when nobody reads on.
+#[test]
+fn the_live_tokens_are_read_in_chunks_in_issue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = open_writer_connection(&dir.path().join("t.db")).unwrap();
+    let ops: Vec<StoreOp> = (1..=8u8)
+        .map(|i| StoreOp::InsertAccess(row(i, if i == 4 { 10 } else { 10_000 })))
+        .collect();
+    apply(&conn, &ops.iter().collect::<Vec<_>>()).unwrap();
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    load(&conn, 100, 3, |chunk| {
+        chunks.push(chunk.access.iter().map(|r| r.id.0[0]).collect());
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        chunks,
+        vec![vec![1, 2, 3], vec![5, 6, 7], vec![8]],
+        "the expired token 4 is left out"
+    );
+
+    let mut read = 0;
+    load(&conn, 100, 3, |_| {
+        read += 1;
+        false
+    })
+    .unwrap();
+    assert_eq!(read, 1, "no chunk after the reader has gone");
 }

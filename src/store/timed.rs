@@ -40,8 +40,8 @@ impl TokenStore for TimedStore {
         })
     }
 
-    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
-        self.inner.load(now_ms).await
+    async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError> {
+        self.inner.load(now_ms, sink).await
     }
 
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {

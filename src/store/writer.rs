@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::ack::{self, Waiter};
 use super::checkpoint::Checkpoints;
 use super::purge::Purge;
-use super::sqlite::{apply, db_err, load};
+use super::sqlite::{apply, db_err, load, LOAD_CHUNK_ROWS};
 use super::{Snapshot, StoreError, StoreOp};
 
 /// Most jobs folded into one transaction.
@@ -23,7 +23,8 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 pub(super) enum Job {
     Commit(Vec<StoreOp>, Waiter),
-    Load(u64, oneshot::Sender<Result<Snapshot, StoreError>>),
+    /// Chunks of the live tokens, then `None` once all were sent.
+    Load(u64, tokio::sync::mpsc::Sender<Result<Option<Snapshot>, StoreError>>),
     Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
 }
 
@@ -113,7 +114,11 @@ impl Writer {
             self.commit(commits);
         }
         for (now, reply) in loads {
-            let _ = reply.send(load(&self.conn, now).map_err(db_err));
+            // The writer is a thread of its own, outside any runtime: it may block on the reader.
+            let read = load(&self.conn, now, LOAD_CHUNK_ROWS, |chunk| {
+                reply.blocking_send(Ok(Some(chunk))).is_ok()
+            });
+            let _ = reply.blocking_send(read.map(|()| None).map_err(db_err));
         }
     }
 

@@ -143,7 +143,7 @@ async fn an_older_database_is_made_shrinkable_and_keeps_its_tokens() {
         assert_eq!(mode, 0, "SQLite's default: the file never shrinks");
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.load(0).await.unwrap().access.len(), 3);
+    assert_eq!(store.load_all(0).await.unwrap().access.len(), 3);
     let conn = Connection::open(&path).unwrap();
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, 2, "incremental");

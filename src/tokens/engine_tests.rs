@@ -151,8 +151,8 @@ impl TokenStore for BrokenStore {
         }
         self.inner.submit(ops)
     }
-    async fn load(&self, now_ms: u64) -> Result<Snapshot, StoreError> {
-        self.inner.load(now_ms).await
+    async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError> {
+        self.inner.load(now_ms, sink).await
     }
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
         self.inner.purge(now_ms).await

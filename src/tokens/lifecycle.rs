@@ -4,7 +4,6 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::format::TokenFormat;
 use super::index::KeyState;
 use super::key::ScopeSet;
 use super::opaque::OpaqueKind;
@@ -169,58 +168,56 @@ impl TokenService {
 
     /// Fills the index from the store (at start). Returns (access, refresh) counts.
     pub async fn restore(&self) -> Result<(usize, usize), StoreError> {
-        let Snapshot { access, refresh } = self.store().load(now_ms()).await?;
         let index = self.index();
         let slot = |client_id: &str, subject: &str, scope: &str| {
             let scope = ScopeSet::parse(scope).ok()?;
             Some(index.key_slot(index.key(client_id, subject, &scope)))
         };
         let (mut na, mut nr) = (0, 0);
-        for row in refresh {
-            let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
-                continue;
-            };
-            let rec = Arc::new(RefreshRecord {
-                id: row.id,
-                key: Arc::clone(&key),
-                family: row.family,
-                issued_at_ms: row.issued_at_ms,
-                expires_at_ms: row.expires_at_ms,
-                access_id: row.access_id,
-                state: AtomicState::new(row.state),
-            });
-            if row.state == TokenState::Active {
-                key.lock().refresh.push(Arc::clone(&rec));
+        let mut index_chunk = |Snapshot { access, refresh }: Snapshot| {
+            for row in refresh {
+                let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
+                    continue;
+                };
+                let rec = Arc::new(RefreshRecord {
+                    id: row.id,
+                    key: Arc::clone(&key),
+                    family: row.family,
+                    issued_at_ms: row.issued_at_ms,
+                    expires_at_ms: row.expires_at_ms,
+                    access_id: row.access_id,
+                    state: AtomicState::new(row.state),
+                });
+                if row.state == TokenState::Active {
+                    key.lock().refresh.push(Arc::clone(&rec));
+                }
+                self.index().insert_refresh(rec);
+                nr += 1;
             }
-            self.index().insert_refresh(rec);
-            nr += 1;
-        }
-        for row in access {
-            let (Some(key), Some(format), Some(grant)) = (
-                slot(&row.client_id, &row.subject, &row.scope),
-                TokenFormat::parse(&row.format),
-                GrantType::parse(&row.grant),
-            ) else {
-                continue;
-            };
-            let rec = Arc::new(AccessRecord {
-                id: row.id,
-                key: Arc::clone(&key),
-                format,
-                grant,
-                issued_at_ms: row.issued_at_ms,
-                expires_at_ms: row.expires_at_ms,
-                refresh: row
-                    .refresh_id
-                    .zip(row.family)
-                    .map(|(id, family)| Box::new(RefreshLink { id, family })),
-                state: AtomicState::new(TokenState::Active),
-                durable: AtomicBool::new(true),
-            });
-            key.lock().active.push(Arc::clone(&rec));
-            self.index().insert_access(rec);
-            na += 1;
-        }
+            for row in access {
+                let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
+                    continue;
+                };
+                let rec = Arc::new(AccessRecord {
+                    id: row.id,
+                    key: Arc::clone(&key),
+                    format: row.format,
+                    grant: row.grant,
+                    issued_at_ms: row.issued_at_ms,
+                    expires_at_ms: row.expires_at_ms,
+                    refresh: row
+                        .refresh_id
+                        .zip(row.family)
+                        .map(|(id, family)| Box::new(RefreshLink { id, family })),
+                    state: AtomicState::new(TokenState::Active),
+                    durable: AtomicBool::new(true),
+                });
+                key.lock().active.push(Arc::clone(&rec));
+                self.index().insert_access(rec);
+                na += 1;
+            }
+        };
+        self.store().load(now_ms(), &mut index_chunk).await?;
         Ok((na, nr))
     }
 

@@ -1,16 +1,18 @@
 //! A record as the store keeps it: the row written when a token is issued.
 
+use std::sync::Arc;
+
 use super::record::{AccessRecord, RefreshRecord};
 use crate::store::{AccessRow, RefreshRow};
 
 pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
     AccessRow {
         id: r.id,
-        client_id: r.key.client_id.to_string(),
-        subject: r.key.subject.to_string(),
-        scope: r.key.scope.to_string(),
-        format: r.format.as_str().to_string(),
-        grant: r.grant.as_str().to_string(),
+        client_id: Arc::clone(&r.key.client_id),
+        subject: r.key.subject.clone(),
+        scope: Arc::clone(r.key.scope.shared()),
+        format: r.format,
+        grant: r.grant,
         issued_at_ms: r.issued_at_ms,
         expires_at_ms: r.expires_at_ms,
         state: r.state.get(),
@@ -22,9 +24,9 @@ pub(crate) fn access_row(r: &AccessRecord) -> AccessRow {
 pub(crate) fn refresh_row(r: &RefreshRecord) -> RefreshRow {
     RefreshRow {
         id: r.id,
-        client_id: r.key.client_id.to_string(),
-        subject: r.key.subject.to_string(),
-        scope: r.key.scope.to_string(),
+        client_id: Arc::clone(&r.key.client_id),
+        subject: r.key.subject.clone(),
+        scope: Arc::clone(r.key.scope.shared()),
         family: r.family,
         issued_at_ms: r.issued_at_ms,
         expires_at_ms: r.expires_at_ms,

@@ -192,7 +192,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     server.add_service(background_service(
         "sweeper",
         Sweeper {
-            tokens: state.tokens.clone(),
+            state: state.clone(),
             interval: config.store.sweep_interval,
         },
     ));

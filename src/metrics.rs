@@ -12,6 +12,7 @@ use crate::gateway::bearer::BearerError;
 use crate::oauth::grant_type::GrantType;
 use crate::oauth::policy::Mode;
 use crate::tokens::format::TokenFormat;
+use crate::tokens::lifecycle::SweepReport;
 use crate::tokens::service::{Outcome, RevokeCause};
 
 const GRANTS: [GrantType; 3] = GrantType::ALL;
@@ -96,6 +97,12 @@ pub struct Metrics {
     /// `tokengate_upstream_failures_total{status}`; status = 502 (refused, reset or a broken
     /// answer) | 504 (no connection or no answer within the timeouts).
     pub upstream_failures: IntCounterVec,
+    /// `tokengate_tokens_expired_total{kind}`; kind = access | refresh: expired tokens the
+    /// sweeper dropped from the index.
+    pub tokens_expired: IntCounterVec,
+    /// `tokengate_store_purged_rows_total`: rows of expired tokens the sweeper deleted from the
+    /// store.
+    pub store_purged_rows: IntCounter,
     /// `tokengate_active_tokens`: access tokens in the index (set at scrape time).
     pub active_tokens: IntGauge,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
@@ -158,6 +165,16 @@ impl Metrics {
             "Proxied requests answered 502 (upstream refused, reset or answered badly) or 504 (upstream timed out)",
             &["status"],
         )?;
+        let tokens_expired = counter(
+            "tokengate_tokens_expired_total",
+            "Expired tokens the sweeper dropped from the in-memory index, by kind (access, refresh)",
+            &["kind"],
+        )?;
+        let store_purged_rows = IntCounter::new(
+            "tokengate_store_purged_rows_total",
+            "Rows of expired tokens the sweeper deleted from the durable store",
+        )?;
+        registry.register(Box::new(store_purged_rows.clone()))?;
         let active_tokens = IntGauge::new("tokengate_active_tokens", "Access tokens in the in-memory index")?;
         registry.register(Box::new(active_tokens.clone()))?;
         let store_write_seconds = Histogram::with_opts(
@@ -177,9 +194,13 @@ impl Metrics {
         let validated = resolve(|i| validations.get_metric_with_label_values(&[VALIDATION_RESULTS[i]]))?;
         let auth_failed = resolve(|i| client_auth_failures.get_metric_with_label_values(&[AUTH_ENDPOINTS[i]]))?;
         let upstream_failed = resolve(|i| upstream_failures.get_metric_with_label_values(&[["502", "504"][i]]))?;
-        // Present at 0 from the start like the others (the reload service increments them).
+        // Present at 0 from the start like the others (the reload service and the sweeper
+        // increment them).
         for result in ["ok", "failed"] {
             config_reloads.get_metric_with_label_values(&[result])?;
+        }
+        for kind in ["access", "refresh"] {
+            tokens_expired.get_metric_with_label_values(&[kind])?;
         }
         Ok(Metrics {
             registry,
@@ -189,6 +210,8 @@ impl Metrics {
             config_reloads,
             client_auth_failures,
             upstream_failures,
+            tokens_expired,
+            store_purged_rows,
             active_tokens,
             store_write_seconds,
             issued,
@@ -202,6 +225,17 @@ impl Metrics {
     /// Counts one token answer.
     pub fn issued(&self, grant: GrantType, format: TokenFormat, outcome: Outcome) {
         self.issued[grant_index(grant)][format_index(format)][mode_index(outcome)].inc();
+    }
+
+    /// Counts what one sweep removed.
+    pub fn swept(&self, report: &SweepReport) {
+        for (kind, n) in [("access", report.expired_access), ("refresh", report.expired_refresh)] {
+            // Both series exist from the start (see `new`), so this finds them.
+            if let Ok(c) = self.tokens_expired.get_metric_with_label_values(&[kind]) {
+                c.inc_by(n as u64);
+            }
+        }
+        self.store_purged_rows.inc_by(report.purged_rows);
     }
 
     /// Counts revocations.
@@ -259,6 +293,8 @@ mod tests {
         assert!(t.contains(r#"tokengate_validations_total{result="insufficient_scope"} 0"#));
         assert!(t.contains(r#"tokengate_client_auth_failures_total{endpoint="introspect"} 0"#));
         assert!(t.contains("tokengate_active_tokens 7"));
+        assert!(t.contains(r#"tokengate_tokens_expired_total{kind="refresh"} 0"#));
+        assert!(t.contains("tokengate_store_purged_rows_total 0"));
         assert!(t.contains("tokengate_store_write_seconds_count 0"));
     }
 

@@ -190,3 +190,30 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(soft, hard, "log:\n{}", gw.log());
     assert!(gw.log().contains(&format!("open-file limit raised from 256 to {hard}")));
 }
+
+/// The sweeper's work shows in the metrics: a token that expires is dropped from the index and
+/// its row from the store.
+#[test]
+fn metrics_count_what_the_sweeper_removed() {
+    let mport = common::free_port();
+    let setup = Setup {
+        oauth: "access_token_ttl_secs = 1".into(),
+        extra: "[store]\nsweep_interval_secs = 1\n".into(),
+    };
+    let gw = start_with_server(&setup, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    let ops = format!("http://127.0.0.1:{mport}");
+    gw.eventually(30, "the metrics listener", || {
+        reqwest::blocking::get(format!("{ops}/healthz")).is_ok_and(|r| r.status() == 200)
+    });
+    let scrape = get(&format!("{ops}/metrics")).1;
+    assert_eq!(value(&scrape, r#"tokengate_tokens_expired_total{kind="access"}"#), 0.0);
+    assert_eq!(value(&scrape, "tokengate_store_purged_rows_total"), 0.0);
+
+    gw.cc("opaque-app");
+    gw.eventually(30, "the token swept from memory and disk", || {
+        let scrape = get(&format!("{ops}/metrics")).1;
+        value(&scrape, r#"tokengate_tokens_expired_total{kind="access"}"#) == 1.0
+            && value(&scrape, "tokengate_store_purged_rows_total") >= 1.0
+    });
+    assert_eq!(value(&get(&format!("{ops}/metrics")).1, "tokengate_active_tokens"), 0.0);
+}

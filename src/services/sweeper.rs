@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::tokens::service::TokenService;
+use crate::state::AppState;
 
 pub struct Sweeper {
-    pub tokens: Arc<TokenService>,
+    pub state: Arc<AppState>,
     pub interval: Duration,
 }
 
@@ -23,12 +23,16 @@ impl BackgroundService for Sweeper {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => match self.tokens.sweep().await {
-                    Ok(r) if r.expired_access + r.expired_refresh > 0 || r.purged_rows > 0 => log::debug!(
-                        "sweep: {} access and {} refresh tokens expired, {} rows purged",
-                        r.expired_access, r.expired_refresh, r.purged_rows
-                    ),
-                    Ok(_) => {}
+                _ = tick.tick() => match self.state.tokens.sweep().await {
+                    Ok(r) => {
+                        self.state.metrics.swept(&r);
+                        if r.expired_access + r.expired_refresh > 0 || r.purged_rows > 0 {
+                            log::debug!(
+                                "sweep: {} access and {} refresh tokens expired, {} rows purged",
+                                r.expired_access, r.expired_refresh, r.purged_rows
+                            );
+                        }
+                    }
                     Err(e) => log::warn!("sweep failed: {e}"),
                 },
             }

@@ -105,6 +105,12 @@ pub struct Metrics {
     pub store_purged_rows: IntCounter,
     /// `tokengate_active_tokens`: access tokens in the index (set at scrape time).
     pub active_tokens: IntGauge,
+    /// `tokengate_live_tokens`: access and refresh tokens in the index, what
+    /// `oauth.max_live_tokens` bounds (set at scrape time).
+    pub live_tokens: IntGauge,
+    /// `tokengate_tokens_refused_total`: token requests answered 503 because the index held
+    /// `oauth.max_live_tokens`.
+    pub tokens_refused: IntCounter,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
@@ -177,6 +183,16 @@ impl Metrics {
         registry.register(Box::new(store_purged_rows.clone()))?;
         let active_tokens = IntGauge::new("tokengate_active_tokens", "Access tokens in the in-memory index")?;
         registry.register(Box::new(active_tokens.clone()))?;
+        let live_tokens = IntGauge::new(
+            "tokengate_live_tokens",
+            "Access and refresh tokens in the in-memory index (what oauth.max_live_tokens bounds)",
+        )?;
+        registry.register(Box::new(live_tokens.clone()))?;
+        let tokens_refused = IntCounter::new(
+            "tokengate_tokens_refused_total",
+            "Token requests answered 503 because the gateway held oauth.max_live_tokens tokens",
+        )?;
+        registry.register(Box::new(tokens_refused.clone()))?;
         let store_write_seconds = Histogram::with_opts(
             HistogramOpts::new("tokengate_store_write_seconds", "Durable store commit latency")
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
@@ -213,6 +229,8 @@ impl Metrics {
             tokens_expired,
             store_purged_rows,
             active_tokens,
+            live_tokens,
+            tokens_refused,
             store_write_seconds,
             issued,
             revoked,
@@ -267,9 +285,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric, with the gauges set to `active_tokens`.
-    pub fn render(&self, active_tokens: usize) -> Result<Vec<u8>, prometheus::Error> {
-        self.active_tokens.set(i64::try_from(active_tokens).unwrap_or(i64::MAX));
+    /// The Prometheus text exposition of every metric, with the gauges set from the index's
+    /// counts of access and refresh tokens.
+    pub fn render(&self, access_tokens: usize, refresh_tokens: usize) -> Result<Vec<u8>, prometheus::Error> {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.active_tokens.set(gauge(access_tokens));
+        self.live_tokens
+            .set(gauge(access_tokens.saturating_add(refresh_tokens)));
         let mut out = Vec::with_capacity(8192);
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
@@ -281,7 +303,7 @@ mod tests {
     use super::*;
 
     fn text(m: &Metrics) -> String {
-        String::from_utf8(m.render(7).unwrap()).unwrap()
+        String::from_utf8(m.render(7, 2).unwrap()).unwrap()
     }
 
     #[test]
@@ -293,6 +315,8 @@ mod tests {
         assert!(t.contains(r#"tokengate_validations_total{result="insufficient_scope"} 0"#));
         assert!(t.contains(r#"tokengate_client_auth_failures_total{endpoint="introspect"} 0"#));
         assert!(t.contains("tokengate_active_tokens 7"));
+        assert!(t.contains("tokengate_live_tokens 9"));
+        assert!(t.contains("tokengate_tokens_refused_total 0"));
         assert!(t.contains(r#"tokengate_tokens_expired_total{kind="refresh"} 0"#));
         assert!(t.contains("tokengate_store_purged_rows_total 0"));
         assert!(t.contains("tokengate_store_write_seconds_count 0"));

@@ -1,5 +1,5 @@
 //! Operations: the metrics and health listener, HTTPS on the gateway's listener, and the warning
-//! about plain HTTP on a public address.
+//! about plain HTTP on a public address; the bound on tokens held (`oauth.max_live_tokens`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -216,4 +216,48 @@ fn metrics_count_what_the_sweeper_removed() {
             && value(&scrape, "tokengate_store_purged_rows_total") >= 1.0
     });
     assert_eq!(value(&get(&format!("{ops}/metrics")).1, "tokengate_active_tokens"), 0.0);
+}
+
+/// `oauth.max_live_tokens` bounds what a client looping on multi-mode issuance can make the
+/// gateway hold: past it, 503 `temporarily_unavailable` with `Retry-After`, counted; issued
+/// tokens keep working; a reload raises the bound live.
+#[test]
+fn the_token_bound_answers_503_and_a_reload_moves_it() {
+    let mport = common::free_port();
+    let setup = |max: u32| Setup {
+        oauth: format!("max_live_tokens = {max}"),
+        ..Setup::policy("enable = true", "enable = true")
+    };
+    let gw = start_with_server(&setup(3), &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    let ops = format!("http://127.0.0.1:{mport}");
+    let issued: Vec<_> = (0..3).map(|_| gw.cc("opaque-app")).collect();
+    let r = gw.token("opaque-app", &[("grant_type", "client_credentials")]);
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "60", "the sweep interval");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(issued.iter().all(|t| gw.api(t) == 200), "issued tokens keep working");
+    assert_eq!(
+        gw.token("jwt-app", &[("grant_type", "client_credentials")]).status(),
+        503
+    );
+    gw.eventually(30, "the metrics listener", || {
+        reqwest::blocking::get(format!("{ops}/healthz")).is_ok_and(|r| r.status() == 200)
+    });
+    let scrape = get(&format!("{ops}/metrics")).1;
+    assert_eq!(value(&scrape, "tokengate_tokens_refused_total"), 2.0);
+    assert_eq!(value(&scrape, "tokengate_live_tokens"), 3.0);
+
+    let text = common::config_text(gw.port, &setup(5));
+    let text = common::with_server_lines(&text, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    common::write(&gw.conf_path(), &text);
+    gw.eventually(30, "the raised bound applied", || {
+        gw.token("opaque-app", &[("grant_type", "client_credentials")]).status() == 200
+    });
+    assert_eq!(at(&gw.cc("jwt-app")).split('.').count(), 3);
+    assert_eq!(
+        gw.token("jwt-app", &[("grant_type", "client_credentials")]).status(),
+        503
+    );
 }

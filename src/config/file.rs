@@ -90,6 +90,9 @@ pub struct OAuthSection {
     /// Whether failures are also counted per client address. Default true; turn it off behind a
     /// reverse proxy, where every client shares the proxy's address.
     pub lockout_by_address: Option<bool>,
+    /// Access and refresh tokens the gateway holds at once, all clients together; a request
+    /// that would add one beyond it is answered 503. Default 10,000,000; 0 = no limit.
+    pub max_live_tokens: Option<u64>,
     #[serde(default)]
     pub jwt: FormatSection,
     #[serde(default)]

@@ -38,6 +38,9 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 const TYPOGRAPHIC_QUOTES: [char; 4] = ['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
+/// `oauth.max_live_tokens` when unset: 1.3-2.7 GiB of index at 130-270 bytes a token (README,
+/// Performance), far above what a deployment holds in normal use.
+pub const DEFAULT_MAX_LIVE_TOKENS: u64 = 10_000_000;
 
 /// Reads and validates the file at `path`; relative paths inside resolve against its folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -181,6 +184,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         jwt_policy: renew_policy("oauth.jwt", o.jwt.renew_token_without_revoking_existing)?,
         opaque_policy: renew_policy("oauth.opaque", o.opaque.renew_token_without_revoking_existing)?,
         lockout,
+        max_live_tokens: o.max_live_tokens.unwrap_or(DEFAULT_MAX_LIVE_TOKENS),
     };
 
     let mut clients = HashMap::new();

@@ -75,6 +75,10 @@ pub struct OAuthSettings {
     pub jwt_policy: RenewPolicy,
     pub opaque_policy: RenewPolicy,
     pub lockout: LockoutSettings,
+    /// Access and refresh tokens held at once (the index's size), all clients together; 0 = no
+    /// limit. A memory bound: a client looping on multi-mode issuance cannot take the whole
+    /// machine (and every other client's tokens with it) down.
+    pub max_live_tokens: u64,
 }
 
 /// Brute-force lockout of the OAuth endpoints (`oauth.lockout_*`). Applies live: the counters

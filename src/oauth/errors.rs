@@ -30,6 +30,9 @@ pub enum OAuthError {
     /// Too many failed attempts: 429 with `Retry-After`.
     #[error("too many failed attempts")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The gateway holds `oauth.max_live_tokens` tokens: 503 with `Retry-After`.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable { retry_after_secs: u64 },
     #[error("server_error")]
     ServerError,
 }
@@ -48,6 +51,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::TooManyRequests { .. } => "slow_down",
+            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
         }
     }
@@ -60,6 +64,7 @@ impl OAuthError {
             OAuthError::MethodNotAllowed(_) => 405,
             OAuthError::TooManyRequests { .. } => 429,
             OAuthError::ServerError => 500,
+            OAuthError::TemporarilyUnavailable { .. } => 503,
             _ => 400,
         }
     }
@@ -78,6 +83,9 @@ impl OAuthError {
             OAuthError::RequestTimeout => Some("the request body did not arrive in time".into()),
             OAuthError::MethodNotAllowed(m) => Some(format!("use {m}")),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later".into()),
+            OAuthError::TemporarilyUnavailable { .. } => {
+                Some("the gateway holds as many tokens as it may; retry later".into())
+            }
             OAuthError::ServerError => None,
         }
     }
@@ -92,7 +100,8 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => reply.with_header("WWW-Authenticate", "Basic realm=\"tokengate\""),
             OAuthError::MethodNotAllowed(m) => reply.with_header("Allow", *m),
-            OAuthError::TooManyRequests { retry_after_secs } => {
+            OAuthError::TooManyRequests { retry_after_secs }
+            | OAuthError::TemporarilyUnavailable { retry_after_secs } => {
                 reply.with_header("Retry-After", retry_after_secs.to_string())
             }
             _ => reply,

@@ -103,6 +103,7 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         access_ttl_secs: oauth.access_token_ttl_secs,
         refresh_ttl_secs: None,
         issuer: &oauth.issuer,
+        max_live_tokens: oauth.max_live_tokens,
     };
     let result = match grant {
         GrantType::ClientCredentials => {
@@ -141,7 +142,13 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         }
     };
     count(&state.metrics, grant, client.token_format, &result);
-    result.map_err(service_error)
+    result.map_err(|e| match e {
+        // Room comes back as tokens are revoked or expire; the sweeper runs this often.
+        ServiceError::Full => OAuthError::TemporarilyUnavailable {
+            retry_after_secs: config.store.sweep_interval.as_secs().max(1),
+        },
+        e => service_error(e),
+    })
 }
 
 /// Counts an engine answer: the token handed out and the revocations it caused.
@@ -154,6 +161,7 @@ fn count(metrics: &Metrics, grant: GrantType, format: TokenFormat, result: &Resu
             }
         }
         Err(ServiceError::RefreshReuse) => metrics.revoked(RevokeCause::RefreshReuse, 1),
+        Err(ServiceError::Full) => metrics.tokens_refused.inc(),
         Err(_) => {}
     }
 }
@@ -190,6 +198,7 @@ pub fn service_error(e: ServiceError) -> OAuthError {
         ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
         ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
         ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
+        ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
         ServiceError::Store(_) | ServiceError::Sign(_) => {
             log::error!("token request failed: {e}");
             OAuthError::ServerError

@@ -38,7 +38,8 @@ impl OpsApp {
             // This listener runs in the gateway's server: answering means the gateway serves.
             return (StatusCode::OK, text, b"ok\n".to_vec());
         }
-        match self.state.metrics.render(self.state.tokens.index().access_len()) {
+        let index = self.state.tokens.index();
+        match self.state.metrics.render(index.access_len(), index.refresh_len()) {
             Ok(body) => (StatusCode::OK, PROMETHEUS_TEXT, body),
             Err(e) => {
                 log::error!("cannot encode metrics: {e}");

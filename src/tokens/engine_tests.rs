@@ -35,6 +35,7 @@ fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
         access_ttl_secs: 3600,
         refresh_ttl_secs: None,
         issuer: "http://gw",
+        max_live_tokens: 0,
     }
 }
 
@@ -182,4 +183,66 @@ async fn a_failing_store_withdraws_new_tokens_and_keeps_revocations() {
     let after = e.issue(params(TokenFormat::Jwt, false)).await.unwrap();
     assert!(valid(&e, &after.access_token));
     assert_eq!(after.outcome, Outcome::New(Mode::Single));
+}
+
+#[tokio::test]
+async fn at_max_live_tokens_only_requests_that_replace_a_token_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let bounded = |format, enable, scope| IssueParams {
+        max_live_tokens: 2,
+        scope: ScopeSet::parse(scope).unwrap(),
+        ..params(format, enable)
+    };
+    let first = e.issue(bounded(TokenFormat::Opaque, true, "a b")).await.unwrap();
+    e.issue(bounded(TokenFormat::Opaque, true, "a b")).await.unwrap();
+    let refused = e.issue(bounded(TokenFormat::Opaque, true, "a b")).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::Full), "{refused:?}");
+    assert_eq!(e.index().access_len(), 2, "the refused request added nothing");
+    assert!(valid(&e, &first.access_token), "tokens already issued keep working");
+    // Another key's first token would add one too.
+    let other = e.issue(bounded(TokenFormat::Jwt, false, "a")).await.unwrap_err();
+    assert!(matches!(other, ServiceError::Full), "{other:?}");
+
+    // Opaque reuse and JWT renewal replace, so they pass at the bound.
+    let reused = e.issue(bounded(TokenFormat::Opaque, false, "a b")).await.unwrap();
+    assert_eq!(reused.outcome, Outcome::Reused);
+    let renewed = e.issue(bounded(TokenFormat::Jwt, false, "a b")).await.unwrap();
+    assert_eq!(renewed.outcome, Outcome::New(Mode::Single));
+    assert!(!valid(&e, &first.access_token) && valid(&e, &renewed.access_token));
+
+    // The renewal left room for the other key; a revocation makes room too.
+    let other = e.issue(bounded(TokenFormat::Jwt, false, "a")).await.unwrap();
+    assert!(matches!(
+        e.issue(bounded(TokenFormat::Opaque, true, "b")).await.unwrap_err(),
+        ServiceError::Full
+    ));
+    assert_eq!(e.revoke("app", &other.access_token).await.unwrap(), Revoked::Access);
+    e.issue(bounded(TokenFormat::Opaque, true, "b")).await.unwrap();
+
+    // 0 = no limit.
+    let before = e.index().access_len();
+    for _ in 0..3 {
+        e.issue(params(TokenFormat::Opaque, true)).await.unwrap();
+    }
+    assert_eq!(e.index().access_len(), before + 3);
+}
+
+#[tokio::test]
+async fn a_refresh_refused_at_max_live_tokens_spends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let with_refresh = |max| IssueParams {
+        refresh_ttl_secs: Some(3600),
+        max_live_tokens: max,
+        ..params(TokenFormat::Opaque, false)
+    };
+    let pair = e.issue(with_refresh(2)).await.unwrap();
+    let refresh = pair.refresh_token.unwrap();
+    // Access and refresh count together: 2 held, and a refresh would keep its spent token.
+    let refused = e.refresh(&refresh, None, with_refresh(2)).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::Full), "{refused:?}");
+    assert!(valid(&e, &pair.access_token), "the old pair is untouched");
+    let renewed = e.refresh(&refresh, None, with_refresh(3)).await.unwrap();
+    assert!(valid(&e, &renewed.access_token) && !valid(&e, &pair.access_token));
 }

@@ -78,6 +78,9 @@ impl TokenService {
                     "a refresh must ask for the scope originally granted, or none",
                 ));
             }
+            // A refresh keeps its spent token (to detect reuse) beside the new pair: it adds one.
+            // Refused before anything is spent, so the client can retry with the same token.
+            self.check_room(params.max_live_tokens)?;
             // Spend the old pair first so the policy decides without it. Should the store fail,
             // the pair stays spent (fail closed): the client signs in again.
             let mut spent = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];
@@ -101,7 +104,7 @@ impl TokenService {
             ))
         };
         match pending {
-            Ok(pending) => self.finish(pending).await,
+            Ok(pending) => self.finish(pending?).await,
             Err(ack) => {
                 ack.await?;
                 log::warn!(

@@ -1,6 +1,8 @@
 //! Tokens: identity ([`key`]), formats, minting ([`opaque`], [`jwt`]), records, the in-memory
-//! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]).
+//! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]),
+//! within the bound on tokens held at once ([`capacity`]).
 
+pub mod capacity;
 pub mod format;
 pub mod id_set;
 pub mod index;

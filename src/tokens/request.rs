@@ -21,6 +21,9 @@ pub struct IssueParams<'a> {
     /// `Some(ttl)` when a refresh token is to be issued with the access token.
     pub refresh_ttl_secs: Option<u64>,
     pub issuer: &'a str,
+    /// Tokens (access and refresh) the index may hold before a request that would add one is
+    /// refused ([`ServiceError::Full`]); 0 = no limit.
+    pub max_live_tokens: u64,
 }
 
 /// How an answer came about (for metrics and logs).
@@ -69,4 +72,8 @@ pub enum ServiceError {
     /// A spent refresh token was presented again: its whole family has been revoked.
     #[error("the refresh token was already used; its token family is revoked")]
     RefreshReuse,
+    /// The gateway holds `oauth.max_live_tokens` tokens; only requests that replace one pass
+    /// until the sweeper or revocations make room.
+    #[error("the gateway holds as many tokens as it may; retry later")]
+    Full,
 }

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use rand::RngCore;
 
+use super::capacity::Capacity;
 use super::format::TokenFormat;
 use super::index::{KeySlot, KeyState, TokenIndex};
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
@@ -78,6 +79,7 @@ pub struct TokenService {
     store: Arc<dyn TokenStore>,
     codec: OpaqueCodec,
     signer: Arc<JwtSigner>,
+    capacity: Capacity,
 }
 
 fn random_family() -> FamilyId {
@@ -99,6 +101,7 @@ impl TokenService {
             store,
             codec,
             signer: Arc::new(signer),
+            capacity: Capacity::default(),
         }
     }
 
@@ -138,7 +141,12 @@ impl TokenService {
             let mode = p.policy.mode(p.grant);
             self.issue_locked(&mut st, &slot, &p, mode, true, None, Vec::new(), presigned)
         };
-        self.finish(pending).await
+        self.finish(pending?).await
+    }
+
+    /// `Err(Full)` while the index holds `max` tokens or more ([`Capacity::check`]).
+    pub(super) fn check_room(&self, max: u64) -> Result<(), ServiceError> {
+        self.capacity.check(&self.index, max)
     }
 
     /// Signs the JWT of a request outside any lock; `None` for opaque clients. RSA signing
@@ -169,7 +177,9 @@ impl TokenService {
     }
 
     /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
-    /// operations of changes the caller already applied in memory under the same lock.
+    /// operations of changes the caller already applied in memory under the same lock. A new
+    /// token that replaces none is refused while the index is full ([`Capacity`]); one that replaces
+    /// another (single-mode renewal, a multi-mode cap) still goes through.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn issue_locked(
         &self,
@@ -181,7 +191,7 @@ impl TokenService {
         family: Option<FamilyId>,
         prior_ops: Vec<StoreOp>,
         presigned: Option<Presigned>,
-    ) -> Pending {
+    ) -> Result<Pending, ServiceError> {
         let mut effects = Vec::new();
         let now = now_ms();
         let decision = if mode == Mode::Multi && p.policy.max_active_tokens == 0 {
@@ -216,19 +226,22 @@ impl TokenService {
                     revoked: Vec::new(),
                 };
                 if rec.is_durable() {
-                    return Pending::Ready(issued);
+                    return Ok(Pending::Ready(issued));
                 }
                 // Issued by a request still waiting for its commit: wait for it too.
                 let ack = self.store.submit(Vec::new());
-                return Pending::Durable {
+                return Ok(Pending::Durable {
                     issued,
                     ack,
                     published: None,
                     slot: Arc::clone(slot),
-                };
+                });
             }
             Decision::Issue { retire } => retire,
         };
+        if retire.is_empty() && prior_ops.is_empty() {
+            self.check_room(p.max_live_tokens)?;
+        }
         let mut revoked = Vec::new();
         for (i, why) in retire {
             let rec = Arc::clone(&st.active[i]);
@@ -309,12 +322,12 @@ impl TokenService {
             outcome: Outcome::New(mode),
             revoked,
         };
-        Pending::Durable {
+        Ok(Pending::Durable {
             issued,
             ack,
             published: Some(access),
             slot: Arc::clone(slot),
-        }
+        })
     }
 
     /// Waits for durability; withdraws the new token if the store failed.

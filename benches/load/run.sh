@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load harness: tokengate against a bare pingora passthrough, nginx as the upstream, wrk as the
-# client, alternating rounds so every scenario sees the same machine conditions.
+# Load harness: tokengate against a bare pingora passthrough and HAProxy (plain, and with a
+# bearer lookup in a map: the issue's long goal), nginx as the upstream, wrk as the client,
+# alternating rounds so every scenario sees the same machine conditions.
 #
 #   benches/load/run.sh [SECONDS_PER_RUN=10] [ROUNDS=5]      env: CONNS=32 THREADS=1
 #
@@ -20,11 +21,13 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 scripts/deps.sh
 if [ -n "${GATEWAY:-}" ]; then
   cargo build --release --locked --example passthrough 2>&1 | tail -1
@@ -39,7 +42,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 UP=18081
-for port in 18081 18082 18090 18091 18092 18093; do
+for port in 18081 18082 18090 18091 18092 18093 18094 18095; do
   # A leftover server on a port would be measured instead of the one started here.
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "run.sh: port $port is already in use; stop what listens there first" >&2
@@ -137,6 +140,47 @@ JWT=$(token 18090 jwt-bearer)
 BASIC_JWT=$(printf 'jwt-app:demo-secret' | base64)
 BASIC_OPAQUE=$(printf 'opaque-app:demo-secret' | base64)
 
+# HAProxy with as many threads as the gateways: plain, and the issue's bearer check (the token
+# looked up in a map file holding the same opaque token, 401 when absent, Authorization
+# dropped, the client id and scope passed on, X-Forwarded-For added), both to the same nginx.
+printf '%s opaque-bearer\n' "$OPAQUE" > "$work/tokens.map"
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread $THREADS
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend plain
+  bind 127.0.0.1:18094
+  default_backend up
+frontend bearer
+  bind 127.0.0.1:18095
+  option forwardfor
+  http-request set-var(txn.client) req.hdr(authorization),word(2,' '),map($work/tokens.map)
+  http-request deny deny_status 401 unless { var(txn.client) -m found }
+  http-request del-header authorization
+  http-request set-header X-Client-Id %[var(txn.client)]
+  http-request set-header X-Scope orders:read
+  default_backend up
+backend up
+  http-reuse always
+  server nginx 127.0.0.1:$UP
+HAPROXY
+"$HAPROXY" -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!)
+PID[18094]=$!; PID[18095]=$!
+for port in 18094 18095; do
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null -H "Authorization: Bearer $OPAQUE" "http://127.0.0.1:$port/public/x" && break
+    sleep 0.1
+  done
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:18095/api/x")" = 401 ] ||
+  { echo "run.sh: HAProxy's bearer check lets a request without a token through" >&2; exit 1; }
+
 # name | url | lua script | env
 scenarios=(
   "passthrough (bare pingora)|http://127.0.0.1:18082/public/x||"
@@ -151,6 +195,8 @@ scenarios=(
   "issue JWT RS256 cc multi|http://127.0.0.1:18091/oauth2/token|token.lua|BASIC=$BASIC_JWT"
   "issue JWT ES256 cc multi|http://127.0.0.1:18092/oauth2/token|token.lua|BASIC=$BASIC_JWT"
   "issue JWT EdDSA cc multi|http://127.0.0.1:18093/oauth2/token|token.lua|BASIC=$BASIC_JWT"
+  "HAProxy plain|http://127.0.0.1:18094/public/x||"
+  "HAProxy bearer map|http://127.0.0.1:18095/api/x|bearer.lua|TOKEN=$OPAQUE"
 )
 
 results="$work/results"
@@ -198,7 +244,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 # Indexes into scenarios: 0 passthrough, 1 public, 2 public + JWT header, 3 opaque bearer,
 # 4 JWT bearer, 5 metadata, 6 opaque single, 7 opaque multi, 8 RS256 single, 9 RS256 multi,
-# 10 ES256 multi, 11 EdDSA multi.
+# 10 ES256 multi, 11 EdDSA multi, 12 HAProxy plain, 13 HAProxy bearer map.
 echo "opaque bearer / public route              $(ratio "${RPS[3]}" "${RPS[1]}")   (target >= 0.97)"
 echo "JWT bearer / public route                 $(ratio "${RPS[4]}" "${RPS[1]}")   (target >= 0.97)"
 echo "JWT bearer / public route, same header    $(ratio "${RPS[4]}" "${RPS[2]}")   (validation cost alone)"
@@ -211,6 +257,9 @@ echo "  durable opaque issuance / metadata      $(ratio "${CPU[7]}" "${CPU[5]}")
 echo "durable opaque issuance / metadata        $(ratio "${RPS[7]}" "${RPS[5]}")   (target >= 0.80)"
 echo "ES256 issuance / metadata                 $(ratio "${RPS[10]}" "${RPS[5]}")   (target >= 0.60)"
 echo "EdDSA issuance / metadata                 $(ratio "${RPS[11]}" "${RPS[5]}")   (target >= 0.60)"
+echo "opaque bearer / HAProxy bearer map        $(ratio "${RPS[3]}" "${RPS[13]}")   (long goal >= 1.00, same threads)"
+echo "public route / HAProxy plain              $(ratio "${RPS[1]}" "${RPS[12]}")"
+echo "  CPU per request: opaque bearer / HAProxy bearer map  $(ratio "${CPU[3]}" "${CPU[13]}")"
 if command -v openssl >/dev/null; then
   sign=$(openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}')
   [ -n "$sign" ] && echo "RS256 multi issuance / openssl rsa2048 sign/s ($sign, one core) $(ratio "${RPS[9]}" "$sign")   (target >= 0.80)"

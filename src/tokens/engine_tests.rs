@@ -213,10 +213,16 @@ async fn at_max_live_tokens_only_requests_that_replace_a_token_pass() {
 
     // The renewal left room for the other key; a revocation makes room too.
     let other = e.issue(bounded(TokenFormat::Jwt, false, "a")).await.unwrap();
+    let keys = e.index().key_len();
     assert!(matches!(
-        e.issue(bounded(TokenFormat::Opaque, true, "b")).await.unwrap_err(),
+        e.issue(bounded(TokenFormat::Jwt, true, "b")).await.unwrap_err(),
         ServiceError::Full
     ));
+    assert_eq!(
+        e.index().key_len(),
+        keys,
+        "multi mode is refused before its key is made"
+    );
     assert_eq!(e.revoke("app", &other.access_token).await.unwrap(), Revoked::Access);
     e.issue(bounded(TokenFormat::Opaque, true, "b")).await.unwrap();
 

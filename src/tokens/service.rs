@@ -134,6 +134,10 @@ impl TokenService {
 
     /// Answers a `client_credentials` or `password` token request under the renewal policy.
     pub async fn issue(&self, p: IssueParams<'_>) -> Result<Issued, ServiceError> {
+        if p.policy.mode(p.grant) == Mode::Multi && p.policy.max_active_tokens == 0 {
+            // Always a token more: refused at the bound before a key or a signature is made.
+            self.check_room(p.max_live_tokens)?;
+        }
         let slot = self.index.key_slot(self.index.key(p.client_id, p.subject, &p.scope));
         let presigned = self.presign(&slot, &p).await?;
         let pending = {

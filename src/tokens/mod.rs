@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod key;
 pub mod lifecycle;
 pub mod opaque;
+mod presign;
 pub mod record;
 pub mod request;
 pub mod rows;

@@ -13,16 +13,13 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use rand::RngCore;
 
 use super::capacity::Capacity;
-use super::format::TokenFormat;
 use super::index::{KeySlot, KeyState, TokenIndex};
-use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
-use super::key::TokenKey;
+use super::jwt::JwtSigner;
 use super::opaque::{OpaqueCodec, OpaqueKind};
+use super::presign::{presign, Presigned};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenId, TokenState};
 use super::rows::{access_row, refresh_row};
 use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, Retire};
@@ -53,13 +50,6 @@ impl Effect {
     }
 }
 
-/// A JWT signed before the key's lock is taken (a JWT request always gets a new token).
-pub(super) struct Presigned {
-    id: TokenId,
-    text: String,
-    issued_at_ms: u64,
-}
-
 /// A decided answer still waiting for the store.
 pub(super) enum Pending {
     /// The answer can go out now.
@@ -86,12 +76,6 @@ fn random_family() -> FamilyId {
     let mut f = [0u8; 16];
     rand::rng().fill_bytes(&mut f);
     f
-}
-
-fn random_jti() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    B64.encode(b)
 }
 
 impl TokenService {
@@ -153,31 +137,13 @@ impl TokenService {
         self.capacity.check(&self.index, max)
     }
 
-    /// Signs the JWT of a request outside any lock; `None` for opaque clients. RSA signing
-    /// (about 0.2 ms) runs on tokio's blocking pool so it neither stalls the proxy's event loop
-    /// nor is limited to the proxy's worker threads; EC and EdDSA signatures are cheaper than
-    /// the hand-off and are made in place.
+    /// Signs the JWT of a request outside any lock ([`presign`]); `None` for opaque clients.
     pub(super) async fn presign(
         &self,
         key: &Arc<KeySlot>,
         p: &IssueParams<'_>,
     ) -> Result<Option<Presigned>, ServiceError> {
-        if p.format != TokenFormat::Jwt {
-            return Ok(None);
-        }
-        if self.signer.algorithm() != JwtAlgorithm::RS256 || tokio::runtime::Handle::try_current().is_err() {
-            return sign_jwt(&self.signer, key, p.issuer, p.access_ttl_secs).map(Some);
-        }
-        let (signer, key, issuer, ttl) = (
-            Arc::clone(&self.signer),
-            Arc::clone(key),
-            p.issuer.to_string(),
-            p.access_ttl_secs,
-        );
-        tokio::task::spawn_blocking(move || sign_jwt(&signer, &key, &issuer, ttl))
-            .await
-            .map_err(|_| ServiceError::Sign(KeyError::Sign))?
-            .map(Some)
+        presign(&self.signer, key, p).await
     }
 
     /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
@@ -385,29 +351,4 @@ impl TokenService {
             }
         }
     }
-}
-
-/// Signs the RFC 9068 claims of a new token for `key`, issued now.
-fn sign_jwt(signer: &JwtSigner, key: &TokenKey, issuer: &str, ttl_secs: u64) -> Result<Presigned, ServiceError> {
-    let iat_s = now_ms() / 1000;
-    let sub = if key.subject.is_empty() {
-        &*key.client_id
-    } else {
-        &*key.subject
-    };
-    let jti = random_jti();
-    let text = signer.sign(&AccessClaims {
-        iss: issuer,
-        sub,
-        client_id: &key.client_id,
-        scope: &key.scope.to_string(),
-        iat: iat_s,
-        exp: iat_s + ttl_secs,
-        jti: &jti,
-    })?;
-    Ok(Presigned {
-        id: TokenId::of_jwt(&text),
-        text,
-        issued_at_ms: iat_s * 1000,
-    })
 }

@@ -4,6 +4,7 @@
 
 pub mod ack;
 pub mod checkpoint;
+pub mod expiries;
 pub mod purge;
 pub mod sqlite;
 pub mod timed;

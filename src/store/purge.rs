@@ -2,18 +2,17 @@
 //!
 //! One `DELETE` of every expired row held the writer for the whole purge: a million rows took 1.3 s
 //! here, every token request waited behind it, and the WAL grew by the size of the database. So a
-//! purge deletes at most [`STEP_ROWS`] rows per transaction, and the writer serves whatever commits
-//! are queued between two steps: a request waits for one step at most. Once the rows are gone,
+//! purge works one segment of [`SEGMENT_ROWS`](super::expiries::SEGMENT_ROWS) rows per transaction (the segments whose earliest
+//! expiry has passed, from the writer's [`Expiries`]), and the writer serves whatever commits are
+//! queued between two steps: a request waits for one step at most. Once the rows are gone,
 //! incremental vacuum returns the free pages to the file system, [`VACUUM_PAGES`] per step, so the
 //! file follows the live tokens back down.
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::expiries::{bounds, segment_of, Expiries, Table};
 use super::StoreError;
-
-/// Rows deleted per transaction (about 1-2 ms of the writer's time here).
-pub const STEP_ROWS: i64 = 1000;
 
 /// Free pages returned to the file system per transaction (1 MiB: moving pages rewrites them).
 pub const VACUUM_PAGES: i64 = 256;
@@ -32,6 +31,8 @@ pub struct Purge {
     now_ms: u64,
     deleted: u64,
     phase: Phase,
+    /// The next segment of the current table to look at.
+    next_segment: i64,
     /// Taken when the purge is answered.
     reply: Option<oneshot::Sender<Result<u64, StoreError>>>,
 }
@@ -43,14 +44,15 @@ impl Purge {
             now_ms,
             deleted: 0,
             phase: Phase::Tokens,
+            next_segment: 0,
             reply: Some(reply),
         }
     }
 
     /// Runs one bounded transaction. Returns `false` once the purge is over and its caller has
     /// been answered (with the count, or with the error that stopped it).
-    pub fn step(&mut self, conn: &Connection) -> bool {
-        match self.advance(conn) {
+    pub fn step(&mut self, conn: &Connection, expiries: &mut Expiries) -> bool {
+        match self.advance(conn, expiries) {
             Ok(()) if self.phase != Phase::Done => true,
             Ok(()) => {
                 self.answer(Ok(self.deleted));
@@ -71,10 +73,10 @@ impl Purge {
         }
     }
 
-    fn advance(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    fn advance(&mut self, conn: &Connection, expiries: &mut Expiries) -> rusqlite::Result<()> {
         let table = match self.phase {
-            Phase::Tokens => "tokens",
-            Phase::Changes => "state_changes",
+            Phase::Tokens => Table::Tokens,
+            Phase::Changes => Table::Changes,
             Phase::Vacuum => {
                 if free_pages(conn)? == 0 {
                     self.phase = Phase::Done;
@@ -85,20 +87,41 @@ impl Purge {
             }
             Phase::Done => return Ok(()),
         };
-        // The expiry index finds the rows; `seq` deletes them.
-        let sql = format!(
-            "DELETE FROM {table} WHERE seq IN \
-             (SELECT seq FROM {table} WHERE expires_at_ms <= ?1 LIMIT ?2)"
-        );
-        let n = conn.prepare_cached(&sql)?.execute([self.now_ms as i64, STEP_ROWS])?;
-        self.deleted += n as u64;
-        if (n as i64) < STEP_ROWS {
+        let segments = expiries.of(table);
+        let name = table.name();
+        let next = if segments.is_complete() {
+            segments.next_expired(self.next_segment, self.now_ms)
+        } else {
+            // Rows from before the start: every segment that has any, empty ranges skipped.
+            let (from, _) = bounds(self.next_segment);
+            conn.prepare_cached(&format!("SELECT min(seq) FROM {name} WHERE seq >= ?1"))?
+                .query_row([from], |r| r.get::<_, Option<i64>>(0))?
+                .map(segment_of)
+        };
+        let Some(segment) = next else {
+            segments.mark_complete();
+            self.next_segment = 0;
             self.phase = match self.phase {
                 Phase::Tokens => Phase::Changes,
                 _ if incremental_vacuum(conn)? => Phase::Vacuum,
                 _ => Phase::Done,
             };
-        }
+            return Ok(());
+        };
+        let (lo, hi) = bounds(segment);
+        let n = conn
+            .prepare_cached(&format!(
+                "DELETE FROM {name} WHERE seq >= ?1 AND seq < ?2 AND expires_at_ms <= ?3"
+            ))?
+            .execute([lo, hi, self.now_ms as i64])?;
+        let earliest: Option<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT min(expires_at_ms) FROM {name} WHERE seq >= ?1 AND seq < ?2"
+            ))?
+            .query_row([lo, hi], |r| r.get(0))?;
+        segments.set(segment, earliest.map(|e| e.max(0) as u64));
+        self.deleted += n as u64;
+        self.next_segment = segment + 1;
         Ok(())
     }
 }

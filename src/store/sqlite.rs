@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::ack::Relays;
 use super::checkpoint::{self, Checkpoints};
+use super::expiries::Expiries;
 use super::purge;
 use super::writer::{Job, Writer};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
@@ -37,8 +38,9 @@ pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
 
 /// Append-only tables: issuing a token or changing its state appends a row, so a commit writes a
 /// few sequential pages instead of one random B-tree page per token (random 256-bit ids as keys
-/// made each commit dirty a page per row). Rows go when their token expires, through indexes on
-/// the (nearly monotonic) expiry.
+/// made each commit dirty a page per row). Rows go when their token expires, found through the
+/// writer's summary of each segment's earliest expiry ([`super::expiries`]): an expiry index
+/// cost every commit two more WAL frames. Stores that had those indexes lose them at open.
 pub(super) const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
@@ -47,12 +49,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
     issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB
 );
-CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at_ms);
+DROP INDEX IF EXISTS tokens_expiry;
 CREATE TABLE IF NOT EXISTS state_changes (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, state INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS state_changes_expiry ON state_changes (expires_at_ms);
+DROP INDEX IF EXISTS state_changes_expiry;
 ";
 
 /// `kind` column values.
@@ -140,9 +142,9 @@ const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
 /// (`Connection::transaction` parses them anew each time) and each insert statement is taken
 /// from the cache once per batch, not once per row (9 % fewer writer instructions, callgrind).
-pub(super) fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+pub(super) fn apply(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> rusqlite::Result<()> {
     conn.prepare_cached("BEGIN")?.execute([])?;
-    let result = insert_all(conn, ops).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
+    let result = insert_all(conn, ops, expiries).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
     if result.is_err() && !conn.is_autocommit() {
         // The batch's error is what the caller needs; a failed rollback leaves nothing to add.
         let _ = conn.execute_batch("ROLLBACK");
@@ -150,13 +152,19 @@ pub(super) fn apply(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()>
     result.map(drop)
 }
 
-fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+/// Appends the rows of `ops`, noting each one's segment in `expiries` (a rolled-back batch
+/// leaves notes of rows that are not there: a purge finds nothing in them and drops them).
+fn insert_all(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> rusqlite::Result<()> {
     let mut tokens = conn.prepare_cached(INSERT_TOKEN)?;
     let mut changes = conn.prepare_cached(INSERT_CHANGE)?;
+    let Expiries {
+        tokens: token_segments,
+        changes: change_segments,
+    } = expiries;
     let mut change = |kind: i64, id: &TokenId, state: TokenState, expires_at_ms: u64| {
-        changes
-            .execute(params![kind, &id.0[..], state as u8, expires_at_ms as i64])
-            .map(drop)
+        changes.execute(params![kind, &id.0[..], state as u8, expires_at_ms as i64])?;
+        change_segments.note(conn.last_insert_rowid(), expires_at_ms);
+        Ok::<(), rusqlite::Error>(())
     };
     for op in ops {
         match op {
@@ -174,6 +182,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     r.family.as_ref().map(|f| &f[..]),
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
                 ])?;
+                token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
                     change(ACCESS, &r.id, r.state, r.expires_at_ms)?;
                 }
@@ -192,6 +201,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp]) -> rusqlite::Result<()> {
                     &r.family[..],
                     &r.access_id.0[..],
                 ])?;
+                token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
                     change(REFRESH, &r.id, r.state, r.expires_at_ms)?;
                 }

@@ -114,9 +114,9 @@ fn a_failed_batch_is_rolled_back_and_the_next_one_lands() {
         StoreOp::InsertAccess(row(1, 10_000)),
         StoreOp::InsertAccess(row(3, 10_000)),
     );
-    assert!(apply(&conn, &[&good, &StoreOp::InsertAccess(bad)]).is_err());
+    assert!(apply(&conn, &[&good, &StoreOp::InsertAccess(bad)], &mut Expiries::default()).is_err());
     assert!(conn.is_autocommit(), "no transaction left open");
-    apply(&conn, &[&next]).unwrap();
+    apply(&conn, &[&next], &mut Expiries::default()).unwrap();
     let mut ids: Vec<u8> = Vec::new();
     load(&conn, 0, LOAD_CHUNK_ROWS, |chunk| {
         ids.extend(chunk.access.iter().map(|r| r.id.0[0]));
@@ -134,7 +134,7 @@ fn the_live_tokens_are_read_in_chunks_in_issue_order() {
     let ops: Vec<StoreOp> = (1..=8u8)
         .map(|i| StoreOp::InsertAccess(row(i, if i == 4 { 10 } else { 10_000 })))
         .collect();
-    apply(&conn, &ops.iter().collect::<Vec<_>>()).unwrap();
+    apply(&conn, &ops.iter().collect::<Vec<_>>(), &mut Expiries::default()).unwrap();
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     load(&conn, 100, 3, |chunk| {
         chunks.push(chunk.access.iter().map(|r| r.id.0[0]).collect());

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::ack::{self, Waiter};
 use super::checkpoint::Checkpoints;
+use super::expiries::Expiries;
 use super::purge::Purge;
 use super::sqlite::{apply, db_err, load, LOAD_CHUNK_ROWS};
 use super::{Snapshot, StoreError, StoreOp};
@@ -33,6 +34,8 @@ pub(super) struct Writer {
     pub(super) checkpoints: Checkpoints,
     /// Purges under way, oldest first; only the first one steps.
     purges: VecDeque<Purge>,
+    /// Where expired rows can be (the tables have no expiry index).
+    expiries: Expiries,
     /// Whether anything was written since the WAL was last cut to nothing.
     wal_written: bool,
     idle_after: Duration,
@@ -44,6 +47,7 @@ impl Writer {
             conn,
             checkpoints,
             purges: VecDeque::new(),
+            expiries: Expiries::default(),
             wal_written: false,
             idle_after: IDLE_AFTER,
         }
@@ -82,7 +86,7 @@ impl Writer {
             self.serve(rx, first);
         }
         if let Some(purge) = self.purges.front_mut() {
-            let more = purge.step(&self.conn);
+            let more = purge.step(&self.conn, &mut self.expiries);
             // A step is a commit too: the WAL it grew needs checkpointing like any other.
             self.checkpoints.after_commit(&self.conn);
             self.wal_written = true;
@@ -141,7 +145,11 @@ impl Writer {
         let all: Vec<&StoreOp> = commits.iter().flat_map(|(ops, _)| ops.iter()).collect();
         // Barriers alone need no transaction: everything before them is already committed.
         let wrote = !all.is_empty();
-        let result = if wrote { apply(&self.conn, &all) } else { Ok(()) };
+        let result = if wrote {
+            apply(&self.conn, &all, &mut self.expiries)
+        } else {
+            Ok(())
+        };
         match result {
             Ok(()) => {
                 ack::complete(commits.into_iter().map(|(_, w)| (w, Ok(()))).collect());
@@ -156,7 +164,7 @@ impl Writer {
                     .into_iter()
                     .map(|(ops, w)| {
                         let refs: Vec<&StoreOp> = ops.iter().collect();
-                        (w, apply(&self.conn, &refs).map_err(db_err))
+                        (w, apply(&self.conn, &refs, &mut self.expiries).map_err(db_err))
                     })
                     .collect();
                 ack::complete(done);

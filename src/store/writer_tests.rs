@@ -4,7 +4,8 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::store::ack::Relays;
-use crate::store::purge::{self, STEP_ROWS};
+use crate::store::expiries::SEGMENT_ROWS;
+use crate::store::purge;
 use crate::store::sqlite::{open_writer_connection, SqliteStore};
 use crate::store::{AccessRow, TokenStore};
 use crate::tokens::record::TokenId;
@@ -52,7 +53,7 @@ fn a_commit_queued_during_a_purge_lands_between_two_of_its_steps() {
     let Setup { dir, mut w, tx, rx } = Setup::new();
     let path = dir.path().join("t.db");
     let relays = Relays::default();
-    let expired = 2 * STEP_ROWS as u32 + 500;
+    let expired = 2 * SEGMENT_ROWS as u32 + 500;
 
     let (ack, mut acked) = oneshot::channel();
     tx.send(Job::Commit(inserts(0..expired, 5_000), relays.waiter(ack)))
@@ -69,7 +70,8 @@ fn a_commit_queued_during_a_purge_lands_between_two_of_its_steps() {
     tx.send(Job::Purge(10_000, reply)).unwrap();
     assert!(w.turn(&rx), "the purge's first step");
     assert!(purged.try_recv().is_err(), "one step does not finish it");
-    assert_eq!(rows_in(&path), i64::from(expired) + 10 - STEP_ROWS);
+    // Segment 0 holds seq 1 to SEGMENT_ROWS - 1 (seq starts at 1).
+    assert_eq!(rows_in(&path), i64::from(expired) + 10 - (SEGMENT_ROWS - 1));
 
     // An already expired token, committed while the purge is under way.
     let (ack, mut acked) = oneshot::channel();
@@ -138,7 +140,7 @@ async fn an_older_database_is_made_shrinkable_and_keeps_its_tokens() {
         conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
         let ops = inserts(0..3, 99_000);
         let refs: Vec<&StoreOp> = ops.iter().collect();
-        crate::store::sqlite::apply(&conn, &refs).unwrap();
+        crate::store::sqlite::apply(&conn, &refs, &mut crate::store::expiries::Expiries::default()).unwrap();
         let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, 0, "SQLite's default: the file never shrinks");
     }
@@ -165,4 +167,62 @@ fn an_idle_store_cuts_its_wal_to_nothing() {
     assert!(w.turn(&rx), "nothing comes: the store is idle");
     assert_eq!(wal(&path), 0);
     assert_eq!(rows_in(&path), 1000, "every row is in the database file");
+}
+
+/// Runs a purge of the rows expired at `now` to its end: (rows deleted, turns it took).
+fn purge_all(w: &mut Writer, tx: &mpsc::Sender<Job>, rx: &mpsc::Receiver<Job>, now: u64) -> (u64, u32) {
+    let (reply, mut purged) = oneshot::channel();
+    tx.send(Job::Purge(now, reply)).unwrap();
+    let mut turns = 0;
+    loop {
+        if let Ok(result) = purged.try_recv() {
+            return (result.unwrap(), turns);
+        }
+        assert!(w.turn(rx));
+        turns += 1;
+        assert!(turns < 1000, "the purge never ended");
+    }
+}
+
+/// Without an expiry index, expired rows are found through the writer's summary of each
+/// segment's earliest expiry. Rows written before a restart are found by the first purge, which
+/// visits every segment; later purges visit only the segments with something expired.
+#[test]
+fn purges_find_expired_rows_through_the_segments_summary() {
+    let Setup { dir, mut w, tx, rx } = Setup::new();
+    let path = dir.path().join("t.db");
+    let commit = |tx: &mpsc::Sender<Job>, ops| {
+        tx.send(Job::Commit(ops, Relays::default().waiter(oneshot::channel().0)))
+            .unwrap()
+    };
+    let seg = SEGMENT_ROWS as u32;
+    // Before the restart: three segments' worth, short- and long-lived rows interleaved.
+    for n in 0..3 * seg {
+        commit(&tx, inserts(n..n + 1, if n % 2 == 0 { 5_000 } else { 50_000 }));
+    }
+    while w.turn(&rx) && rows_in(&path) < i64::from(3 * seg) {}
+    drop(w);
+    let mut w = Writer::new(
+        open_writer_connection(&path).unwrap(),
+        Checkpoints::start(&path).unwrap(),
+    );
+    // After it: rows the new writer noted itself.
+    commit(&tx, inserts(3 * seg..3 * seg + 10, 5_000));
+    commit(&tx, inserts(3 * seg + 10..20 * seg, 99_000));
+    assert!(w.turn(&rx));
+
+    let (deleted, turns) = purge_all(&mut w, &tx, &rx, 10_000);
+    assert_eq!(deleted, u64::from(3 * seg / 2 + 10), "every expired row, old and new");
+    assert!(turns >= 20, "the first purge visits every segment ({turns} turns)");
+    let (deleted, turns) = purge_all(&mut w, &tx, &rx, 10_000);
+    assert_eq!(deleted, 0);
+    assert!(turns <= 4, "nothing expired: no segment visited ({turns} turns)");
+
+    // The old long-lived rows expire, and the new ones after them.
+    let (deleted, _) = purge_all(&mut w, &tx, &rx, 60_000);
+    assert_eq!(deleted, u64::from(3 * seg / 2));
+    assert_eq!(rows_in(&path), i64::from(17 * seg - 10));
+    let (deleted, _) = purge_all(&mut w, &tx, &rx, 100_000);
+    assert_eq!(deleted, u64::from(17 * seg - 10));
+    assert_eq!(rows_in(&path), 0);
 }

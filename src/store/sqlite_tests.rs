@@ -155,3 +155,38 @@ fn the_live_tokens_are_read_in_chunks_in_issue_order() {
     .unwrap();
     assert_eq!(read, 1, "no chunk after the reader has gone");
 }
+
+/// A store from before the segments summary loses its expiry indexes at open, keeps its rows,
+/// and its expired rows are still purged.
+#[tokio::test]
+async fn the_old_expiry_indexes_are_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = open_writer_connection(&path).unwrap();
+        conn.execute_batch(
+            "CREATE INDEX tokens_expiry ON tokens (expires_at_ms);
+             CREATE INDEX state_changes_expiry ON state_changes (expires_at_ms);",
+        )
+        .unwrap();
+        let ops = [
+            StoreOp::InsertAccess(row(1, 2_000)),
+            StoreOp::InsertAccess(row(2, 9_000)),
+        ];
+        apply(&conn, &ops.iter().collect::<Vec<_>>(), &mut Expiries::default()).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let indexes: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(indexes, 0);
+    assert_eq!(
+        s.purge(5_000).await.unwrap(),
+        1,
+        "the expired row, found without the index"
+    );
+    assert_eq!(s.load_all(5_000).await.unwrap().access.len(), 1);
+}

@@ -2,9 +2,10 @@
 //!
 //! One `DELETE` of every expired row held the writer for the whole purge: a million rows took 1.3 s
 //! here, every token request waited behind it, and the WAL grew by the size of the database. So a
-//! purge works one segment of [`SEGMENT_ROWS`](super::expiries::SEGMENT_ROWS) rows per transaction (the segments whose earliest
-//! expiry has passed, from the writer's [`Expiries`]), and the writer serves whatever commits are
-//! queued between two steps: a request waits for one step at most. Once the rows are gone,
+//! purge works one segment of [`SEGMENT_ROWS`](super::expiries::SEGMENT_ROWS) rows per
+//! transaction (the segments whose earliest expiry has passed, from the writer's [`Expiries`]),
+//! and the writer serves whatever commits are queued between two steps: a request waits for one
+//! step at most. Once the rows are gone,
 //! incremental vacuum returns the free pages to the file system, [`VACUUM_PAGES`] per step, so the
 //! file follows the live tokens back down.
 

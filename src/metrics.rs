@@ -6,7 +6,11 @@
 //! them up front also makes every series appear at 0 from the first scrape, so `rate()` and
 //! alerts work before the first event.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::gateway::bearer::BearerError;
 use crate::oauth::grant_type::GrantType;
@@ -25,6 +29,15 @@ const CAUSES: [RevokeCause; 4] = [
     RevokeCause::RefreshReuse,
 ];
 const VALIDATION_RESULTS: [&str; 5] = ["ok", "missing", "malformed", "invalid", "insufficient_scope"];
+/// Which bound on tokens held refused a token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// `oauth.max_live_tokens` (503).
+    Gateway,
+    /// `oauth.max_live_tokens_per_client` (429).
+    Client,
+}
+
 /// The endpoints that authenticate clients.
 pub const AUTH_ENDPOINTS: [&str; 3] = ["token", "revoke", "introspect"];
 
@@ -108,15 +121,21 @@ pub struct Metrics {
     /// `tokengate_live_tokens`: access and refresh tokens in the index, what
     /// `oauth.max_live_tokens` bounds (set at scrape time).
     pub live_tokens: IntGauge,
-    /// `tokengate_tokens_refused_total`: token requests answered 503 because the index held
-    /// `oauth.max_live_tokens`.
-    pub tokens_refused: IntCounter,
+    /// `tokengate_client_live_tokens{client_id}`: access and refresh tokens each client holds,
+    /// what `oauth.max_live_tokens_per_client` bounds (set at scrape time; clients holding none
+    /// are left out).
+    pub client_live_tokens: IntGaugeVec,
+    /// `tokengate_tokens_refused_total{bound}`: token requests refused at a bound on tokens held;
+    /// bound = gateway (`oauth.max_live_tokens`, 503) | client (`..._per_client`, 429).
+    pub tokens_refused_by: IntCounterVec,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
     issued: [[[IntCounter; 3]; 2]; 3],
     revoked: [IntCounter; 4],
     validated: [IntCounter; 5],
+    /// Resolved `tokens_refused_by` children: gateway, client.
+    refused: [IntCounter; 2],
     auth_failed: [IntCounter; 3],
     upstream_failed: [IntCounter; 2],
 }
@@ -188,11 +207,23 @@ impl Metrics {
             "Access and refresh tokens in the in-memory index (what oauth.max_live_tokens bounds)",
         )?;
         registry.register(Box::new(live_tokens.clone()))?;
-        let tokens_refused = IntCounter::new(
-            "tokengate_tokens_refused_total",
-            "Token requests answered 503 because the gateway held oauth.max_live_tokens tokens",
+        let client_live_tokens = IntGaugeVec::new(
+            Opts::new(
+                "tokengate_client_live_tokens",
+                "Access and refresh tokens a client holds (what oauth.max_live_tokens_per_client bounds)",
+            ),
+            &["client_id"],
         )?;
-        registry.register(Box::new(tokens_refused.clone()))?;
+        registry.register(Box::new(client_live_tokens.clone()))?;
+        let tokens_refused_by = IntCounterVec::new(
+            Opts::new(
+                "tokengate_tokens_refused_total",
+                "Token requests refused at a bound on tokens held: gateway (oauth.max_live_tokens, 503) or client \
+                 (oauth.max_live_tokens_per_client, 429)",
+            ),
+            &["bound"],
+        )?;
+        registry.register(Box::new(tokens_refused_by.clone()))?;
         let store_write_seconds = Histogram::with_opts(
             HistogramOpts::new("tokengate_store_write_seconds", "Durable store commit latency")
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
@@ -210,6 +241,7 @@ impl Metrics {
         let validated = resolve(|i| validations.get_metric_with_label_values(&[VALIDATION_RESULTS[i]]))?;
         let auth_failed = resolve(|i| client_auth_failures.get_metric_with_label_values(&[AUTH_ENDPOINTS[i]]))?;
         let upstream_failed = resolve(|i| upstream_failures.get_metric_with_label_values(&[["502", "504"][i]]))?;
+        let refused = resolve(|i| tokens_refused_by.get_metric_with_label_values(&[["gateway", "client"][i]]))?;
         // Present at 0 from the start like the others (the reload service and the sweeper
         // increment them).
         for result in ["ok", "failed"] {
@@ -230,11 +262,13 @@ impl Metrics {
             store_purged_rows,
             active_tokens,
             live_tokens,
-            tokens_refused,
+            client_live_tokens,
+            tokens_refused_by,
             store_write_seconds,
             issued,
             revoked,
             validated,
+            refused,
             auth_failed,
             upstream_failed,
         })
@@ -254,6 +288,11 @@ impl Metrics {
             }
         }
         self.store_purged_rows.inc_by(report.purged_rows);
+    }
+
+    /// Counts one token request refused at `bound`.
+    pub fn tokens_refused(&self, bound: Bound) {
+        self.refused[bound as usize].inc();
     }
 
     /// Counts revocations.
@@ -286,12 +325,24 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric, with the gauges set from the index's
-    /// counts of access and refresh tokens.
-    pub fn render(&self, access_tokens: usize, refresh_tokens: usize) -> Result<Vec<u8>, prometheus::Error> {
+    /// counts of access and refresh tokens, and of tokens per client.
+    pub fn render(
+        &self,
+        access_tokens: usize,
+        refresh_tokens: usize,
+        per_client: &[(Arc<str>, u64)],
+    ) -> Result<Vec<u8>, prometheus::Error> {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.active_tokens.set(gauge(access_tokens));
         self.live_tokens
             .set(gauge(access_tokens.saturating_add(refresh_tokens)));
+        // Clients that no longer hold tokens (or left the config) drop out of the exposition.
+        self.client_live_tokens.reset();
+        for (client, n) in per_client {
+            self.client_live_tokens
+                .get_metric_with_label_values(&[client])?
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::with_capacity(8192);
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
@@ -303,7 +354,11 @@ mod tests {
     use super::*;
 
     fn text(m: &Metrics) -> String {
-        String::from_utf8(m.render(7, 2).unwrap()).unwrap()
+        String::from_utf8(
+            m.render(7, 2, &[("orders-app".into(), 5), ("batch".into(), 4)])
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -316,7 +371,10 @@ mod tests {
         assert!(t.contains(r#"tokengate_client_auth_failures_total{endpoint="introspect"} 0"#));
         assert!(t.contains("tokengate_active_tokens 7"));
         assert!(t.contains("tokengate_live_tokens 9"));
-        assert!(t.contains("tokengate_tokens_refused_total 0"));
+        assert!(t.contains(r#"tokengate_tokens_refused_total{bound="gateway"} 0"#));
+        assert!(t.contains(r#"tokengate_tokens_refused_total{bound="client"} 0"#));
+        assert!(t.contains(r#"tokengate_client_live_tokens{client_id="orders-app"} 5"#));
+        assert!(t.contains(r#"tokengate_client_live_tokens{client_id="batch"} 4"#));
         assert!(t.contains(r#"tokengate_tokens_expired_total{kind="refresh"} 0"#));
         assert!(t.contains("tokengate_store_purged_rows_total 0"));
         assert!(t.contains("tokengate_store_write_seconds_count 0"));
@@ -331,7 +389,10 @@ mod tests {
         m.validated(Err(&BearerError::Invalid));
         m.validated(Ok(()));
         m.client_auth_failed(0);
+        m.tokens_refused(Bound::Client);
         let t = text(&m);
+        assert!(t.contains(r#"tokengate_tokens_refused_total{bound="client"} 1"#));
+        assert!(t.contains(r#"tokengate_tokens_refused_total{bound="gateway"} 0"#));
         assert!(t.contains(r#"tokengate_tokens_issued_total{format="jwt",grant="password",mode="multi"} 1"#));
         assert!(
             t.contains(r#"tokengate_tokens_issued_total{format="opaque",grant="client_credentials",mode="reused"} 1"#)
@@ -348,5 +409,15 @@ mod tests {
         let b = Metrics::new().unwrap();
         a.validated(Ok(()));
         assert!(text(&b).contains(r#"tokengate_validations_total{result="ok"} 0"#));
+    }
+
+    /// A client that no longer holds tokens leaves the per-client gauge at the next scrape.
+    #[test]
+    fn clients_holding_nothing_leave_the_per_client_gauge() {
+        let m = Metrics::new().unwrap();
+        let _ = text(&m);
+        let t = String::from_utf8(m.render(0, 0, &[("batch".into(), 1)]).unwrap()).unwrap();
+        assert!(t.contains(r#"tokengate_client_live_tokens{client_id="batch"} 1"#));
+        assert!(!t.contains("orders-app"));
     }
 }

@@ -1,5 +1,5 @@
 //! Operations: the metrics and health listener, HTTPS on the gateway's listener, and the warning
-//! about plain HTTP on a public address; the bound on tokens held (`oauth.max_live_tokens`).
+//! about plain HTTP on a public address; the bounds on tokens held (`oauth.max_live_tokens`, `..._per_client`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -218,46 +218,62 @@ fn metrics_count_what_the_sweeper_removed() {
     assert_eq!(value(&get(&format!("{ops}/metrics")).1, "tokengate_active_tokens"), 0.0);
 }
 
-/// `oauth.max_live_tokens` bounds what a client looping on multi-mode issuance can make the
-/// gateway hold: past it, 503 `temporarily_unavailable` with `Retry-After`, counted; issued
-/// tokens keep working; a reload raises the bound live.
+/// `oauth.max_live_tokens` bounds what clients looping on multi-mode issuance can make the
+/// gateway hold: past it, 503 `temporarily_unavailable` with `Retry-After`, counted; and
+/// `oauth.max_live_tokens_per_client` stops one client first (429), so another still gets
+/// tokens. Issued tokens keep working; a reload moves both bounds live.
 #[test]
-fn the_token_bound_answers_503_and_a_reload_moves_it() {
+fn the_token_bounds_answer_429_and_503_and_a_reload_moves_them() {
     let mport = common::free_port();
-    let setup = |max: u32| Setup {
-        oauth: format!("max_live_tokens = {max}"),
+    let setup = |max: u32, per_client: u32| Setup {
+        oauth: format!("max_live_tokens = {max}\nmax_live_tokens_per_client = {per_client}"),
         ..Setup::policy("enable = true", "enable = true")
     };
-    let gw = start_with_server(&setup(3), &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    let gw = start_with_server(&setup(3, 2), &format!("metrics_listen = \"127.0.0.1:{mport}\""));
     let ops = format!("http://127.0.0.1:{mport}");
-    let issued: Vec<_> = (0..3).map(|_| gw.cc("opaque-app")).collect();
-    let r = gw.token("opaque-app", &[("grant_type", "client_credentials")]);
-    assert_eq!(r.status(), 503);
+    let cc = &[("grant_type", "client_credentials")];
+    let issued: Vec<_> = (0..2).map(|_| gw.cc("opaque-app")).collect();
+    // The flooding client meets its own bound...
+    let r = gw.token("opaque-app", cc);
+    assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "60", "the sweep interval");
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+    // ...and the other client still gets a token, up to the gateway's bound.
+    assert_eq!(at(&gw.cc("jwt-app")).split('.').count(), 3);
+    let r = gw.token("jwt-app", cc);
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
     assert!(issued.iter().all(|t| gw.api(t) == 200), "issued tokens keep working");
-    assert_eq!(
-        gw.token("jwt-app", &[("grant_type", "client_credentials")]).status(),
-        503
-    );
     gw.eventually(30, "the metrics listener", || {
         reqwest::blocking::get(format!("{ops}/healthz")).is_ok_and(|r| r.status() == 200)
     });
     let scrape = get(&format!("{ops}/metrics")).1;
-    assert_eq!(value(&scrape, "tokengate_tokens_refused_total"), 2.0);
+    assert_eq!(value(&scrape, r#"tokengate_tokens_refused_total{bound="client"}"#), 1.0);
+    assert_eq!(
+        value(&scrape, r#"tokengate_tokens_refused_total{bound="gateway"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&scrape, r#"tokengate_client_live_tokens{client_id="opaque-app"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(&scrape, r#"tokengate_client_live_tokens{client_id="jwt-app"}"#),
+        1.0
+    );
     assert_eq!(value(&scrape, "tokengate_live_tokens"), 3.0);
 
-    let text = common::config_text(gw.port, &setup(5));
+    // Raised to 5, with no bound per client: opaque-app passes its old share.
+    let text = common::config_text(gw.port, &setup(5, 0));
     let text = common::with_server_lines(&text, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
     common::write(&gw.conf_path(), &text);
-    gw.eventually(30, "the raised bound applied", || {
-        gw.token("opaque-app", &[("grant_type", "client_credentials")]).status() == 200
+    gw.eventually(30, "the new bounds applied", || {
+        gw.token("opaque-app", cc).status() == 200
     });
     assert_eq!(at(&gw.cc("jwt-app")).split('.').count(), 3);
-    assert_eq!(
-        gw.token("jwt-app", &[("grant_type", "client_credentials")]).status(),
-        503
-    );
+    assert_eq!(gw.token("jwt-app", cc).status(), 503);
 }

@@ -42,6 +42,7 @@ sweep_interval_secs = $SWEEP
 [oauth]
 issuer = "http://127.0.0.1:$port"
 access_token_ttl_secs = $TTL
+max_live_tokens_per_client = 0
 [oauth.opaque.renew_token_without_revoking_existing]
 enable = true
 [[clients]]

@@ -93,6 +93,11 @@ pub struct OAuthSection {
     /// Access and refresh tokens the gateway holds at once, all clients together; a request
     /// that would add one beyond it is answered 503. Default 10,000,000; 0 = no limit.
     pub max_live_tokens: Option<u64>,
+    /// Access and refresh tokens one client holds at once; a request of that client that would
+    /// add one beyond it is answered 429, so a client flooding the token endpoint does not use
+    /// up `max_live_tokens` for the others. Default 1,000,000; 0 = no limit but
+    /// `max_live_tokens`.
+    pub max_live_tokens_per_client: Option<u64>,
     #[serde(default)]
     pub jwt: FormatSection,
     #[serde(default)]

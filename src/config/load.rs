@@ -41,6 +41,10 @@ const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
 /// `oauth.max_live_tokens` when unset: 1.3-2.7 GiB of index at 130-270 bytes a token (README,
 /// Performance), far above what a deployment holds in normal use.
 pub const DEFAULT_MAX_LIVE_TOKENS: u64 = 10_000_000;
+/// `oauth.max_live_tokens_per_client` when unset: a tenth of the gateway's default bound, so
+/// one client flooding the token endpoint leaves room for the others. One client holding a
+/// million one-hour tokens would be issuing ~280 a second without ever reusing one.
+pub const DEFAULT_MAX_LIVE_TOKENS_PER_CLIENT: u64 = 1_000_000;
 
 /// Reads and validates the file at `path`; relative paths inside resolve against its folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -185,6 +189,9 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         opaque_policy: renew_policy("oauth.opaque", o.opaque.renew_token_without_revoking_existing)?,
         lockout,
         max_live_tokens: o.max_live_tokens.unwrap_or(DEFAULT_MAX_LIVE_TOKENS),
+        max_live_tokens_per_client: o
+            .max_live_tokens_per_client
+            .unwrap_or(DEFAULT_MAX_LIVE_TOKENS_PER_CLIENT),
     };
 
     let mut clients = HashMap::new();

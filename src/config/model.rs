@@ -79,6 +79,10 @@ pub struct OAuthSettings {
     /// limit. A memory bound: a client looping on multi-mode issuance cannot take the whole
     /// machine (and every other client's tokens with it) down.
     pub max_live_tokens: u64,
+    /// Access and refresh tokens one client holds at once; 0 = no limit but `max_live_tokens`.
+    /// A client that floods the token endpoint meets this bound, not the gateway's, so the
+    /// other clients still get tokens.
+    pub max_live_tokens_per_client: u64,
 }
 
 /// Brute-force lockout of the OAuth endpoints (`oauth.lockout_*`). Applies live: the counters

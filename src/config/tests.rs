@@ -63,6 +63,21 @@ fn lockout_is_on_by_default_and_configurable() {
 }
 
 #[test]
+fn the_bounds_on_tokens_held_have_defaults_and_can_be_set_or_lifted() {
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(
+        (c.oauth.max_live_tokens, c.oauth.max_live_tokens_per_client),
+        (10_000_000, 1_000_000)
+    );
+    let c = parse(&format!(
+        "[oauth]\nmax_live_tokens = 0\nmax_live_tokens_per_client = 500\n{CLIENT}"
+    ))
+    .unwrap();
+    assert_eq!((c.oauth.max_live_tokens, c.oauth.max_live_tokens_per_client), (0, 500));
+    assert!(err(&format!("[oauth]\nmax_live_tokens_per_client = -1\n{CLIENT}")).contains("max_live_tokens_per_client"));
+}
+
+#[test]
 fn section_without_enable_means_disabled_and_given_list_replaces_default() {
     let c = parse(&format!(
         "[oauth.jwt.renew_token_without_revoking_existing]\nallowed_grant_types = [\"password\"]\n{CLIENT}"

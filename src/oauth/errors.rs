@@ -33,6 +33,10 @@ pub enum OAuthError {
     /// The gateway holds `oauth.max_live_tokens` tokens: 503 with `Retry-After`.
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable { retry_after_secs: u64 },
+    /// The client holds `oauth.max_live_tokens_per_client` tokens: 429 with `Retry-After` (the
+    /// client's own doing, unlike the gateway's bound).
+    #[error("temporarily_unavailable: this client holds as many tokens as it may")]
+    ClientTokenLimit { retry_after_secs: u64 },
     #[error("server_error")]
     ServerError,
 }
@@ -51,7 +55,9 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::TooManyRequests { .. } => "slow_down",
-            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::ClientTokenLimit { .. } => {
+                "temporarily_unavailable"
+            }
             OAuthError::ServerError => "server_error",
         }
     }
@@ -62,7 +68,7 @@ impl OAuthError {
             OAuthError::PayloadTooLarge => 413,
             OAuthError::RequestTimeout => 408,
             OAuthError::MethodNotAllowed(_) => 405,
-            OAuthError::TooManyRequests { .. } => 429,
+            OAuthError::TooManyRequests { .. } | OAuthError::ClientTokenLimit { .. } => 429,
             OAuthError::ServerError => 500,
             OAuthError::TemporarilyUnavailable { .. } => 503,
             _ => 400,
@@ -86,6 +92,11 @@ impl OAuthError {
             OAuthError::TemporarilyUnavailable { .. } => {
                 Some("the gateway holds as many tokens as it may; retry later".into())
             }
+            OAuthError::ClientTokenLimit { .. } => Some(
+                "this client holds as many tokens as it may (oauth.max_live_tokens_per_client); revoke some or \
+                 retry later"
+                    .into(),
+            ),
             OAuthError::ServerError => None,
         }
     }
@@ -101,7 +112,8 @@ impl OAuthError {
             OAuthError::InvalidClient => reply.with_header("WWW-Authenticate", "Basic realm=\"tokengate\""),
             OAuthError::MethodNotAllowed(m) => reply.with_header("Allow", *m),
             OAuthError::TooManyRequests { retry_after_secs }
-            | OAuthError::TemporarilyUnavailable { retry_after_secs } => {
+            | OAuthError::TemporarilyUnavailable { retry_after_secs }
+            | OAuthError::ClientTokenLimit { retry_after_secs } => {
                 reply.with_header("Retry-After", retry_after_secs.to_string())
             }
             _ => reply,
@@ -139,6 +151,22 @@ mod tests {
             assert_eq!(r.status, 400);
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(v["error"], e.code());
+        }
+    }
+
+    /// A client at its own bound is told to slow down (429), not that the gateway is out of
+    /// room (503); both say when to retry.
+    #[test]
+    fn the_two_token_bounds_answer_429_and_503_with_retry_after() {
+        for (e, status) in [
+            (OAuthError::ClientTokenLimit { retry_after_secs: 30 }, 429),
+            (OAuthError::TemporarilyUnavailable { retry_after_secs: 30 }, 503),
+        ] {
+            let r = e.reply();
+            assert_eq!(r.status, status);
+            assert!(r.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "30"));
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"], "temporarily_unavailable");
         }
     }
 }

@@ -13,9 +13,10 @@ use super::lockout::Subject;
 use super::passwords;
 use crate::config::model::Client;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Bound, Metrics};
 use crate::reply::Reply;
 use crate::state::AppState;
+use crate::tokens::capacity::LiveLimits;
 use crate::tokens::format::TokenFormat;
 use crate::tokens::key::ScopeSet;
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
@@ -103,7 +104,10 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         access_ttl_secs: oauth.access_token_ttl_secs,
         refresh_ttl_secs: None,
         issuer: &oauth.issuer,
-        max_live_tokens: oauth.max_live_tokens,
+        limits: LiveLimits {
+            total: oauth.max_live_tokens,
+            per_client: oauth.max_live_tokens_per_client,
+        },
     };
     let result = match grant {
         GrantType::ClientCredentials => {
@@ -142,11 +146,11 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         }
     };
     count(&state.metrics, grant, client.token_format, &result);
+    // Room comes back as tokens are revoked or expire; the sweeper runs this often.
+    let retry_after_secs = config.store.sweep_interval.as_secs().max(1);
     result.map_err(|e| match e {
-        // Room comes back as tokens are revoked or expire; the sweeper runs this often.
-        ServiceError::Full => OAuthError::TemporarilyUnavailable {
-            retry_after_secs: config.store.sweep_interval.as_secs().max(1),
-        },
+        ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs },
+        ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs },
         e => service_error(e),
     })
 }
@@ -161,7 +165,8 @@ fn count(metrics: &Metrics, grant: GrantType, format: TokenFormat, result: &Resu
             }
         }
         Err(ServiceError::RefreshReuse) => metrics.revoked(RevokeCause::RefreshReuse, 1),
-        Err(ServiceError::Full) => metrics.tokens_refused.inc(),
+        Err(ServiceError::Full) => metrics.tokens_refused(Bound::Gateway),
+        Err(ServiceError::ClientFull) => metrics.tokens_refused(Bound::Client),
         Err(_) => {}
     }
 }
@@ -199,6 +204,7 @@ pub fn service_error(e: ServiceError) -> OAuthError {
         ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
         ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
         ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
+        ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs: 1 },
         ServiceError::Store(_) | ServiceError::Sign(_) => {
             log::error!("token request failed: {e}");
             OAuthError::ServerError

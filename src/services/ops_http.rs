@@ -39,7 +39,11 @@ impl OpsApp {
             return (StatusCode::OK, text, b"ok\n".to_vec());
         }
         let index = self.state.tokens.index();
-        match self.state.metrics.render(index.access_len(), index.refresh_len()) {
+        match self
+            .state
+            .metrics
+            .render(index.access_len(), index.refresh_len(), &index.client_lens())
+        {
             Ok(body) => (StatusCode::OK, PROMETHEUS_TEXT, body),
             Err(e) => {
                 log::error!("cannot encode metrics: {e}");

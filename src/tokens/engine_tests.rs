@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::capacity::LiveLimits;
 use super::format::TokenFormat;
 use super::index::TokenIndex;
 use super::jwt::{JwtAlgorithm, JwtSigner};
@@ -35,7 +36,7 @@ fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
         access_ttl_secs: 3600,
         refresh_ttl_secs: None,
         issuer: "http://gw",
-        max_live_tokens: 0,
+        limits: LiveLimits::default(),
     }
 }
 
@@ -123,7 +124,7 @@ async fn sweeping_drops_expired_tokens_from_memory_and_disk() {
     let mut p = params(TokenFormat::Opaque, true);
     p.access_ttl_secs = 1;
     let t = e.issue(p).await.unwrap();
-    assert_eq!(e.index().access_len(), 1);
+    assert_eq!((e.index().access_len(), e.index().client_len("app")), (1, 1));
     // Issued at a whole second with a 1 s lifetime: expired within 2 s of now.
     let report = loop {
         let r = e.sweep().await.unwrap();
@@ -134,6 +135,7 @@ async fn sweeping_drops_expired_tokens_from_memory_and_disk() {
     };
     assert_eq!(report.purged_rows, 1);
     assert_eq!(e.index().access_len(), 0);
+    assert_eq!(e.index().client_len("app"), 0, "the client has its room back");
     assert_eq!(e.index().key_len(), 0, "an idle, empty key leaves the index");
     assert!(!valid(&e, &t.access_token));
 }
@@ -190,7 +192,10 @@ async fn at_max_live_tokens_only_requests_that_replace_a_token_pass() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path(), sqlite(dir.path()));
     let bounded = |format, enable, scope| IssueParams {
-        max_live_tokens: 2,
+        limits: LiveLimits {
+            total: 2,
+            per_client: 0,
+        },
         scope: ScopeSet::parse(scope).unwrap(),
         ..params(format, enable)
     };
@@ -240,7 +245,10 @@ async fn a_refresh_refused_at_max_live_tokens_spends_nothing() {
     let e = engine(dir.path(), sqlite(dir.path()));
     let with_refresh = |max| IssueParams {
         refresh_ttl_secs: Some(3600),
-        max_live_tokens: max,
+        limits: LiveLimits {
+            total: max,
+            per_client: 0,
+        },
         ..params(TokenFormat::Opaque, false)
     };
     let pair = e.issue(with_refresh(2)).await.unwrap();
@@ -251,4 +259,83 @@ async fn a_refresh_refused_at_max_live_tokens_spends_nothing() {
     assert!(valid(&e, &pair.access_token), "the old pair is untouched");
     let renewed = e.refresh(&refresh, None, with_refresh(3)).await.unwrap();
     assert!(valid(&e, &renewed.access_token) && !valid(&e, &pair.access_token));
+}
+
+/// A client at `max_live_tokens_per_client` is refused (and only it: the others still get
+/// tokens); its replacements pass, a refresh is refused before anything is spent, and the count
+/// follows revocations, sweeps and a restart.
+#[tokio::test]
+async fn a_client_at_its_own_bound_is_refused_and_the_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let of = |client_id, format, enable| IssueParams {
+        client_id,
+        limits: LiveLimits {
+            total: 100,
+            per_client: 2,
+        },
+        ..params(format, enable)
+    };
+    let first = e.issue(of("app", TokenFormat::Opaque, true)).await.unwrap();
+    e.issue(of("app", TokenFormat::Opaque, true)).await.unwrap();
+    let refused = e.issue(of("app", TokenFormat::Opaque, true)).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::ClientFull), "{refused:?}");
+    assert_eq!((e.index().client_len("app"), e.index().access_len()), (2, 2));
+    assert!(valid(&e, &first.access_token), "its tokens keep working");
+
+    // Another client is not held back by this one.
+    let other = e.issue(of("other", TokenFormat::Opaque, true)).await.unwrap();
+    assert!(valid(&e, &other.access_token));
+    assert_eq!(e.index().client_len("other"), 1);
+
+    // A JWT single-mode renewal replaces app's two tokens: it passes.
+    let renewed = e.issue(of("app", TokenFormat::Jwt, false)).await.unwrap();
+    assert_eq!(e.index().client_len("app"), 1);
+    // A revocation makes room again, and the count follows it.
+    assert_eq!(e.revoke("app", &renewed.access_token).await.unwrap(), Revoked::Access);
+    assert_eq!(e.index().client_len("app"), 0);
+
+    // An access and a refresh token count as two; a refresh would keep its spent token.
+    let pair = e
+        .issue(IssueParams {
+            refresh_ttl_secs: Some(3600),
+            ..of("app", TokenFormat::Opaque, false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(e.index().client_len("app"), 2);
+    let again = IssueParams {
+        refresh_ttl_secs: Some(3600),
+        ..of("app", TokenFormat::Opaque, false)
+    };
+    let refresh = pair.refresh_token.unwrap();
+    let refused = e.refresh(&refresh, None, again.clone()).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::ClientFull), "{refused:?}");
+    assert!(valid(&e, &pair.access_token), "nothing was spent");
+
+    // After a restart on the same store the counts are rebuilt from what was loaded.
+    let store = e.store().clone();
+    drop(e);
+    let e = engine(dir.path(), store);
+    e.restore().await.unwrap();
+    assert_eq!((e.index().client_len("app"), e.index().client_len("other")), (2, 1));
+    assert!(matches!(
+        e.issue(of("app", TokenFormat::Opaque, true)).await.unwrap_err(),
+        ServiceError::ClientFull
+    ));
+    e.refresh(
+        &refresh,
+        None,
+        IssueParams {
+            limits: LiveLimits::default(),
+            ..again
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        e.index().client_len("app"),
+        3,
+        "the spent refresh token stays until it expires"
+    );
 }

@@ -103,25 +103,28 @@ impl<T: Identified> IdSet<T> {
         }
     }
 
-    /// Inserts `rec`, replacing a record with the same id.
-    pub fn insert(&self, rec: Arc<T>) {
+    /// Inserts `rec`, replacing a record with the same id. Returns whether the id is new.
+    pub fn insert(&self, rec: Arc<T>) -> bool {
         match self.map.entry(ById(rec)) {
             Entry::Occupied(o) => {
                 o.replace_entry(());
+                false
             }
             Entry::Vacant(v) => {
                 // Counted while the entry's shard is still locked, so a removal of this id
                 // (which has to wait for it) never counts down first.
                 self.len.fetch_add(1, Ordering::Relaxed);
                 v.insert(());
+                true
             }
         }
     }
 
-    pub fn remove(&self, id: &TokenId) {
-        if self.map.remove(id).is_some() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Removes the record with this id, and returns it.
+    pub fn remove(&self, id: &TokenId) -> Option<Arc<T>> {
+        let (gone, ()) = self.map.remove(id)?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Some(gone.0)
     }
 
     /// The number of records: exact once concurrent inserts and removals have returned.
@@ -159,13 +162,13 @@ mod tests {
     fn the_count_follows_inserts_and_removals() {
         let set = IdSet::<Rec>::default();
         assert!(set.is_empty());
-        set.insert(rec(1));
-        set.insert(rec(2));
-        set.insert(rec(1));
+        assert!(set.insert(rec(1)));
+        assert!(set.insert(rec(2)));
+        assert!(!set.insert(rec(1)), "a replacement is not a new id");
         assert_eq!((set.len(), set.map.len()), (2, 2));
-        set.remove(&TokenId([1; 32]));
-        set.remove(&TokenId([1; 32]));
-        set.remove(&TokenId([9; 32]));
+        assert_eq!(set.remove(&TokenId([1; 32])).map(|r| r.0), Some(TokenId([1; 32])));
+        assert!(set.remove(&TokenId([1; 32])).is_none());
+        assert!(set.remove(&TokenId([9; 32])).is_none());
         assert_eq!((set.len(), set.map.len()), (1, 1));
         assert!(set.get(&TokenId([2; 32])).is_some());
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::client_counts::ClientCounts;
 use super::id_set::IdSet;
 use super::intern::Interner;
 use super::key::{ScopeSet, TokenKey};
@@ -30,6 +31,8 @@ pub struct TokenIndex {
     refresh: IdSet<RefreshRecord>,
     keys: DashMap<SlotEntry, ()>,
     names: Interner,
+    /// Access and refresh tokens per client, kept as records enter and leave the two sets.
+    clients: ClientCounts,
 }
 
 impl TokenIndex {
@@ -52,19 +55,39 @@ impl TokenIndex {
     }
 
     pub fn insert_access(&self, rec: Arc<AccessRecord>) {
-        self.access.insert(rec);
+        let client = Arc::clone(&rec.key.client_id);
+        if self.access.insert(rec) {
+            self.clients.add(&client, 1);
+        }
     }
 
     pub fn insert_refresh(&self, rec: Arc<RefreshRecord>) {
-        self.refresh.insert(rec);
+        let client = Arc::clone(&rec.key.client_id);
+        if self.refresh.insert(rec) {
+            self.clients.add(&client, 1);
+        }
     }
 
     pub fn remove_access(&self, id: &TokenId) {
-        self.access.remove(id);
+        if let Some(gone) = self.access.remove(id) {
+            self.clients.add(&gone.key.client_id, -1);
+        }
     }
 
     pub fn remove_refresh(&self, id: &TokenId) {
-        self.refresh.remove(id);
+        if let Some(gone) = self.refresh.remove(id) {
+            self.clients.add(&gone.key.client_id, -1);
+        }
+    }
+
+    /// Access and refresh tokens `client_id` holds.
+    pub fn client_len(&self, client_id: &str) -> u64 {
+        self.clients.get(client_id)
+    }
+
+    /// Every client holding tokens, with how many (access and refresh), sorted by client id.
+    pub fn client_lens(&self) -> Vec<(Arc<str>, u64)> {
+        self.clients.snapshot()
     }
 
     /// The key `(client_id, subject, scope)`, its client id and scope set shared with the other
@@ -124,9 +147,11 @@ impl TokenIndex {
         });
     }
 
-    /// Drops the shared client ids and scope sets that no key uses any more.
+    /// Drops the shared client ids and scope sets that no key uses any more, and the counts of
+    /// clients that hold nothing.
     pub fn prune_names(&self) {
         self.names.prune();
+        self.clients.prune();
     }
 }
 

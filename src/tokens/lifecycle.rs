@@ -80,7 +80,7 @@ impl TokenService {
             }
             // A refresh keeps its spent token (to detect reuse) beside the new pair: it adds one.
             // Refused before anything is spent, so the client can retry with the same token.
-            self.check_room(params.max_live_tokens)?;
+            self.check_room(&params)?;
             // Spend the old pair first so the policy decides without it. Should the store fail,
             // the pair stays spent (fail closed): the client signs in again.
             let mut spent = vec![Effect::Refresh(Arc::clone(&rec), TokenState::Inactive)];

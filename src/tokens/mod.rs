@@ -1,8 +1,9 @@
 //! Tokens: identity ([`key`]), formats, minting ([`opaque`], [`jwt`]), records, the in-memory
 //! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]),
-//! within the bound on tokens held at once ([`capacity`]).
+//! within the bounds on tokens held at once ([`capacity`], [`client_counts`]).
 
 pub mod capacity;
+pub mod client_counts;
 pub mod format;
 pub mod id_set;
 pub mod index;

@@ -1,5 +1,6 @@
 //! What a token request asks the engine for, and what it gets back.
 
+use super::capacity::LiveLimits;
 use super::format::TokenFormat;
 use super::jwt::KeyError;
 use super::key::ScopeSet;
@@ -21,9 +22,9 @@ pub struct IssueParams<'a> {
     /// `Some(ttl)` when a refresh token is to be issued with the access token.
     pub refresh_ttl_secs: Option<u64>,
     pub issuer: &'a str,
-    /// Tokens (access and refresh) the index may hold before a request that would add one is
-    /// refused ([`ServiceError::Full`]); 0 = no limit.
-    pub max_live_tokens: u64,
+    /// Tokens (access and refresh) the index, and the client, may hold before a request that
+    /// would add one is refused ([`ServiceError::Full`], [`ServiceError::ClientFull`]).
+    pub limits: LiveLimits,
 }
 
 /// How an answer came about (for metrics and logs).
@@ -76,4 +77,8 @@ pub enum ServiceError {
     /// until the sweeper or revocations make room.
     #[error("the gateway holds as many tokens as it may; retry later")]
     Full,
+    /// The client holds `oauth.max_live_tokens_per_client` tokens; only its requests that
+    /// replace one pass until some of its tokens are revoked or expire.
+    #[error("this client holds as many tokens as it may; revoke some or retry later")]
+    ClientFull,
 }

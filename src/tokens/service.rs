@@ -120,7 +120,7 @@ impl TokenService {
     pub async fn issue(&self, p: IssueParams<'_>) -> Result<Issued, ServiceError> {
         if p.policy.mode(p.grant) == Mode::Multi && p.policy.max_active_tokens == 0 {
             // Always a token more: refused at the bound before a key or a signature is made.
-            self.check_room(p.max_live_tokens)?;
+            self.check_room(&p)?;
         }
         let slot = self.index.key_slot(self.index.key(p.client_id, p.subject, &p.scope));
         let presigned = self.presign(&slot, &p).await?;
@@ -132,9 +132,10 @@ impl TokenService {
         self.finish(pending?).await
     }
 
-    /// `Err(Full)` while the index holds `max` tokens or more ([`Capacity::check`]).
-    pub(super) fn check_room(&self, max: u64) -> Result<(), ServiceError> {
-        self.capacity.check(&self.index, max)
+    /// `Err(ClientFull)` or `Err(Full)` while the client or the index holds as many tokens as
+    /// `p.limits` allow ([`Capacity::check`]).
+    pub(super) fn check_room(&self, p: &IssueParams<'_>) -> Result<(), ServiceError> {
+        self.capacity.check(&self.index, p.limits, p.client_id)
     }
 
     /// Signs the JWT of a request outside any lock ([`presign`]); `None` for opaque clients.
@@ -148,7 +149,7 @@ impl TokenService {
 
     /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
     /// operations of changes the caller already applied in memory under the same lock. A new
-    /// token that replaces none is refused while the index is full ([`Capacity`]); one that replaces
+    /// token that replaces none is refused while the index or its client is full ([`Capacity`]); one that replaces
     /// another (single-mode renewal, a multi-mode cap) still goes through.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn issue_locked(
@@ -210,7 +211,7 @@ impl TokenService {
             Decision::Issue { retire } => retire,
         };
         if retire.is_empty() && prior_ops.is_empty() {
-            self.check_room(p.max_live_tokens)?;
+            self.check_room(p)?;
         }
         let mut revoked = Vec::new();
         for (i, why) in retire {

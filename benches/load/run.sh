@@ -222,7 +222,7 @@ for round in $(seq 1 "$ROUNDS"); do
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx/ {print $5}' <<<"$out"); errs=${errs:-0}
-    echo "$i|$rps|$p99|$errs|$cpu" >> "$results"
+    echo "$i|$rps|$p99|$errs|$cpu|$round" >> "$results"
     printf 'round %d  %-34s %10s req/s  p99 %8s ms  non-2xx %s  cpu %s us/req\n' "$round" "$name" "$rps" "$p99" "$errs" "$cpu" >&2
   done
 done
@@ -243,23 +243,31 @@ for i in "${!scenarios[@]}"; do
   printf '%-34s %12.0f %10.3f %8s %12.2f\n' "$name" "$rps" "$p99" "$errs" "$cpu"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# The same ratio taken within each round (the two scenarios ran minutes apart at most, so a
+# drift of the machine between rounds cancels out): "median, min-max" over the rounds.
+paired() {
+  awk -F'|' -v a="$1" -v b="$2" '$1 == a {x[$6] = $2} $1 == b {y[$6] = $2}
+    END {for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$results" |
+    sort -n | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+      printf "per round: median %.2f, %.2f-%.2f", m, v[1], v[NR]}'
+}
 echo
 # Indexes into scenarios: 0 passthrough, 1 public, 2 public + JWT header, 3 opaque bearer,
 # 4 JWT bearer, 5 metadata, 6 opaque single, 7 opaque multi, 8 RS256 single, 9 RS256 multi,
 # 10 ES256 multi, 11 EdDSA multi, 12 HAProxy plain, 13 HAProxy bearer map.
-echo "opaque bearer / public route              $(ratio "${RPS[3]}" "${RPS[1]}")   (target >= 0.97)"
-echo "JWT bearer / public route                 $(ratio "${RPS[4]}" "${RPS[1]}")   (target >= 0.97)"
+echo "opaque bearer / public route              $(ratio "${RPS[3]}" "${RPS[1]}")   (target >= 0.97); $(paired 3 1)"
+echo "JWT bearer / public route                 $(ratio "${RPS[4]}" "${RPS[1]}")   (target >= 0.97); $(paired 4 1)"
 echo "JWT bearer / public route, same header    $(ratio "${RPS[4]}" "${RPS[2]}")   (validation cost alone)"
-echo "public route / bare passthrough           $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 1.10)"
+echo "public route / bare passthrough           $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 1.10); $(paired 1 0)"
 echo "CPU per request (process serving it), the same comparisons the other way round (lower is better):"
 echo "  public route / bare passthrough         $(ratio "${CPU[1]}" "${CPU[0]}")"
 echo "  opaque bearer / public route            $(ratio "${CPU[3]}" "${CPU[1]}")"
 echo "  JWT bearer / public route               $(ratio "${CPU[4]}" "${CPU[1]}")"
 echo "  durable opaque issuance / metadata      $(ratio "${CPU[7]}" "${CPU[5]}")"
-echo "durable opaque issuance / metadata        $(ratio "${RPS[7]}" "${RPS[5]}")   (target >= 0.80)"
-echo "ES256 issuance / metadata                 $(ratio "${RPS[10]}" "${RPS[5]}")   (target >= 0.60)"
-echo "EdDSA issuance / metadata                 $(ratio "${RPS[11]}" "${RPS[5]}")   (target >= 0.60)"
-echo "opaque bearer / HAProxy bearer map        $(ratio "${RPS[3]}" "${RPS[13]}")   (long goal >= 1.00, same threads)"
+echo "durable opaque issuance / metadata        $(ratio "${RPS[7]}" "${RPS[5]}")   (target >= 0.80); $(paired 7 5)"
+echo "ES256 issuance / metadata                 $(ratio "${RPS[10]}" "${RPS[5]}")   (target >= 0.60); $(paired 10 5)"
+echo "EdDSA issuance / metadata                 $(ratio "${RPS[11]}" "${RPS[5]}")   (target >= 0.60); $(paired 11 5)"
+echo "opaque bearer / HAProxy bearer map        $(ratio "${RPS[3]}" "${RPS[13]}")   (long goal >= 1.00, same threads); $(paired 3 13)"
 echo "public route / HAProxy plain              $(ratio "${RPS[1]}" "${RPS[12]}")"
 echo "  CPU per request: opaque bearer / HAProxy bearer map  $(ratio "${CPU[3]}" "${CPU[13]}")"
 if command -v openssl >/dev/null; then

@@ -221,7 +221,8 @@ fn metrics_count_what_the_sweeper_removed() {
 /// `oauth.max_live_tokens` bounds what clients looping on multi-mode issuance can make the
 /// gateway hold: past it, 503 `temporarily_unavailable` with `Retry-After`, counted; and
 /// `oauth.max_live_tokens_per_client` stops one client first (429), so another still gets
-/// tokens. Issued tokens keep working; a reload moves both bounds live.
+/// tokens; a client's own `max_live_tokens` replaces that default. Issued tokens keep working; a
+/// reload moves the bounds live.
 #[test]
 fn the_token_bounds_answer_429_and_503_and_a_reload_moves_them() {
     let mport = common::free_port();
@@ -229,7 +230,14 @@ fn the_token_bounds_answer_429_and_503_and_a_reload_moves_them() {
         oauth: format!("max_live_tokens = {max}\nmax_live_tokens_per_client = {per_client}"),
         ..Setup::policy("enable = true", "enable = true")
     };
-    let gw = start_with_server(&setup(3, 2), &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = common::config_text(port, &setup(4, 2));
+    let text = common::with_server_lines(&text, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+    // jwt-app has a bound of its own: none.
+    let text = text.replace("id = \"jwt-app\"\n", "id = \"jwt-app\"\nmax_live_tokens = 0\n");
+    common::write(&dir.path().join("gateway.toml"), &text);
+    let gw = Gateway::start_in(dir, port);
     let ops = format!("http://127.0.0.1:{mport}");
     let cc = &[("grant_type", "client_credentials")];
     let issued: Vec<_> = (0..2).map(|_| gw.cc("opaque-app")).collect();
@@ -240,8 +248,11 @@ fn the_token_bounds_answer_429_and_503_and_a_reload_moves_them() {
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
-    // ...and the other client still gets a token, up to the gateway's bound.
-    assert_eq!(at(&gw.cc("jwt-app")).split('.').count(), 3);
+    // ...and the other client, past the default share thanks to its own bound, still gets
+    // tokens up to the gateway's bound.
+    for _ in 0..2 {
+        assert_eq!(at(&gw.cc("jwt-app")).split('.').count(), 3);
+    }
     let r = gw.token("jwt-app", cc);
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "60");
@@ -263,12 +274,12 @@ fn the_token_bounds_answer_429_and_503_and_a_reload_moves_them() {
     );
     assert_eq!(
         value(&scrape, r#"tokengate_client_live_tokens{client_id="jwt-app"}"#),
-        1.0
+        2.0
     );
-    assert_eq!(value(&scrape, "tokengate_live_tokens"), 3.0);
+    assert_eq!(value(&scrape, "tokengate_live_tokens"), 4.0);
 
-    // Raised to 5, with no bound per client: opaque-app passes its old share.
-    let text = common::config_text(gw.port, &setup(5, 0));
+    // Raised to 6, with no bound per client: opaque-app passes its old share.
+    let text = common::config_text(gw.port, &setup(6, 0));
     let text = common::with_server_lines(&text, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
     common::write(&gw.conf_path(), &text);
     gw.eventually(30, "the new bounds applied", || {

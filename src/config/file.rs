@@ -132,6 +132,9 @@ pub struct ClientEntry {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub refresh_tokens_for_client_credentials: Option<bool>,
+    /// This client's own bound on tokens held, in place of `oauth.max_live_tokens_per_client`
+    /// (a batch client that legitimately holds many, say); 0 = no limit but the gateway's.
+    pub max_live_tokens: Option<u64>,
 }
 
 /// One `[[users]]` entry (resource owners for the password grant).

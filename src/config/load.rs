@@ -343,6 +343,7 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
         grant_types,
         scopes,
         refresh_tokens_for_client_credentials: refresh_cc,
+        max_live_tokens: c.max_live_tokens,
     })
 }
 

@@ -131,6 +131,17 @@ pub struct Client {
     pub scopes: ScopeSet,
     /// Whether `client_credentials` also returns a refresh token.
     pub refresh_tokens_for_client_credentials: bool,
+    /// Tokens this client may hold, when it has a bound of its own; `None`: the gateway's
+    /// `oauth.max_live_tokens_per_client`.
+    pub max_live_tokens: Option<u64>,
+}
+
+impl Client {
+    /// Tokens this client may hold (0 = no limit but the gateway's): its own bound, or
+    /// `default` (`oauth.max_live_tokens_per_client`).
+    pub fn live_token_bound(&self, default: u64) -> u64 {
+        self.max_live_tokens.unwrap_or(default)
+    }
 }
 
 /// A resource owner for the password grant.

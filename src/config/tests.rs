@@ -75,6 +75,12 @@ fn the_bounds_on_tokens_held_have_defaults_and_can_be_set_or_lifted() {
     .unwrap();
     assert_eq!((c.oauth.max_live_tokens, c.oauth.max_live_tokens_per_client), (0, 500));
     assert!(err(&format!("[oauth]\nmax_live_tokens_per_client = -1\n{CLIENT}")).contains("max_live_tokens_per_client"));
+    // A client's own bound replaces the default for that client only.
+    assert_eq!(parse(CLIENT).unwrap().clients["c"].live_token_bound(500), 500);
+    let own = CLIENT.replace("[[clients]]\n", "[[clients]]\nmax_live_tokens = 7\n");
+    assert_ne!(own, CLIENT);
+    let c = parse(&format!("[oauth]\nmax_live_tokens_per_client = 500\n{own}")).unwrap();
+    assert_eq!(c.clients["c"].live_token_bound(c.oauth.max_live_tokens_per_client), 7);
 }
 
 #[test]

@@ -106,7 +106,7 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         issuer: &oauth.issuer,
         limits: LiveLimits {
             total: oauth.max_live_tokens,
-            per_client: oauth.max_live_tokens_per_client,
+            per_client: client.live_token_bound(oauth.max_live_tokens_per_client),
         },
     };
     let result = match grant {

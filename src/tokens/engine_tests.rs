@@ -339,3 +339,45 @@ async fn a_client_at_its_own_bound_is_refused_and_the_others_are_not() {
         "the spent refresh token stays until it expires"
     );
 }
+
+/// RSA signatures take permits (two per core) and give every one back: after a burst larger than
+/// the bound, and after a request dropped while it waited for its signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_signatures_are_bounded_and_give_their_permits_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = JwtSigner::load_or_generate(&dir.path().join("rsa.pem"), JwtAlgorithm::RS256).unwrap();
+    let e = Arc::new(TokenService::new(
+        Arc::new(TokenIndex::new()),
+        sqlite(dir.path()),
+        OpaqueCodec::new(&[1u8; 32]),
+        signer,
+    ));
+    let all = super::service::signing_permits();
+    assert_eq!(e.free_signing_permits(), all);
+    let burst: Vec<_> = (0..3 * all)
+        .map(|_| {
+            let e = Arc::clone(&e);
+            tokio::spawn(async move { e.issue(params(TokenFormat::Jwt, true)).await.map(|t| t.access_token) })
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for t in burst {
+        assert!(tokens.insert(t.await.unwrap().unwrap()));
+    }
+    assert_eq!(e.free_signing_permits(), all, "every permit came back");
+    assert!(tokens.iter().all(|t| valid(&e, t)));
+
+    // A request dropped mid-way: its signature still ends, and its permit comes back then.
+    let dropped = {
+        let e = Arc::clone(&e);
+        tokio::spawn(async move { e.issue(params(TokenFormat::Jwt, true)).await })
+    };
+    dropped.abort();
+    let _ = dropped.await;
+    let mut waited = 0;
+    while e.free_signing_permits() != all {
+        assert!(waited < 500, "a permit was lost");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+}

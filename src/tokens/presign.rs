@@ -7,6 +7,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use rand::RngCore;
+use tokio::sync::Semaphore;
 
 use super::format::TokenFormat;
 use super::index::KeySlot;
@@ -26,8 +27,16 @@ pub(super) struct Presigned {
 /// tokio's blocking pool so it neither stalls the proxy's event loop nor is limited to the
 /// proxy's worker threads; EC and EdDSA signatures are cheaper than the hand-off and are made
 /// in place.
+///
+/// At most `signing`'s permits (two per core) RSA signatures run at once; other requests wait
+/// for a permit without a thread. Without the bound, a flood on many connections made one
+/// blocking thread per waiting request (tokio allows 512 per runtime), each with its stack,
+/// and queued password checks and config reloads behind them, for no more signatures a second:
+/// the cores were already busy. The permit travels with the blocking task, so a request
+/// cancelled meanwhile holds it until its signature is done.
 pub(super) async fn presign(
     signer: &Arc<JwtSigner>,
+    signing: &Arc<Semaphore>,
     key: &Arc<KeySlot>,
     p: &IssueParams<'_>,
 ) -> Result<Option<Presigned>, ServiceError> {
@@ -37,16 +46,24 @@ pub(super) async fn presign(
     if signer.algorithm() != JwtAlgorithm::RS256 || tokio::runtime::Handle::try_current().is_err() {
         return sign_jwt(signer, key, p.issuer, p.access_ttl_secs).map(Some);
     }
+    let permit = Arc::clone(signing)
+        .acquire_owned()
+        .await
+        .map_err(|_| ServiceError::Sign(KeyError::Sign))?;
     let (signer, key, issuer, ttl) = (
         Arc::clone(signer),
         Arc::clone(key),
         p.issuer.to_string(),
         p.access_ttl_secs,
     );
-    tokio::task::spawn_blocking(move || sign_jwt(&signer, &key, &issuer, ttl))
-        .await
-        .map_err(|_| ServiceError::Sign(KeyError::Sign))?
-        .map(Some)
+    tokio::task::spawn_blocking(move || {
+        let signed = sign_jwt(&signer, &key, &issuer, ttl);
+        drop(permit);
+        signed
+    })
+    .await
+    .map_err(|_| ServiceError::Sign(KeyError::Sign))?
+    .map(Some)
 }
 
 fn random_jti() -> String {

@@ -165,8 +165,9 @@ impl TokenService {
 
     /// Decides and publishes under the key's lock; never awaits. `prior_ops` are the store
     /// operations of changes the caller already applied in memory under the same lock. A new
-    /// token that replaces none is refused while the index or its client is full ([`Capacity`]); one that replaces
-    /// another (single-mode renewal, a multi-mode cap) still goes through.
+    /// token that replaces none is refused while the index or its client is full
+    /// ([`Capacity`]); one that replaces another (single-mode renewal, a multi-mode cap) still
+    /// goes through.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn issue_locked(
         &self,

@@ -83,6 +83,13 @@ fn cause_index(cause: RevokeCause) -> usize {
     }
 }
 
+fn bound_index(bound: Bound) -> usize {
+    match bound {
+        Bound::Gateway => 0,
+        Bound::Client => 1,
+    }
+}
+
 fn validation_index(result: Result<(), &BearerError>) -> usize {
     match result {
         Ok(()) => 0,
@@ -292,7 +299,7 @@ impl Metrics {
 
     /// Counts one token request refused at `bound`.
     pub fn tokens_refused(&self, bound: Bound) {
-        self.refused[bound as usize].inc();
+        self.refused[bound_index(bound)].inc();
     }
 
     /// Counts revocations.

@@ -17,6 +17,7 @@ use tokengate::services::reload::{ConfigFile, ConfigReloader, Fingerprint};
 use tokengate::services::sweeper::Sweeper;
 use tokengate::state::AppState;
 use tokengate::tls;
+use tokengate::tokens::jwt::previous_key_jwk;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -94,11 +95,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads and validates the config, and the TLS files it names; the error is the one-line reason.
+/// Loads and validates the config, and the TLS and previous JWT key files it names; the error is
+/// the one-line reason.
 fn load(conf_path: &Path) -> Result<Config, String> {
     let config = config::load_file(conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
     if let Some(files) = &config.server.tls {
         tls::check(files).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    }
+    for path in &config.oauth.jwt_previous_keys {
+        previous_key_jwk(path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
     }
     Ok(config)
 }

@@ -15,7 +15,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::timed::TimedStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::index::TokenIndex;
-use crate::tokens::jwt::{JwtSigner, KeyError};
+use crate::tokens::jwt::{previous_key_jwk, JwtSigner, KeyError};
 use crate::tokens::opaque::{OpaqueCodec, ServerKeyError};
 use crate::tokens::service::TokenService;
 
@@ -67,6 +67,12 @@ impl AppState {
     /// Opens the store, loads or creates keys and fills the index from the store.
     pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         let signer = JwtSigner::load_or_generate(&config.oauth.jwt_signing_key, config.oauth.jwt_algorithm)?;
+        let previous = config
+            .oauth
+            .jwt_previous_keys
+            .iter()
+            .map(|path| previous_key_jwk(path))
+            .collect::<Result<Vec<_>, _>>()?;
         let codec = OpaqueCodec::load_or_create(&config.oauth.server_key)?;
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let sqlite: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&config.store.path)?);
@@ -77,7 +83,7 @@ impl AppState {
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
             config.store.path.display()
         );
-        let jwks = Bytes::from(tokens.signer().jwks().to_string());
+        let jwks = Bytes::from(tokens.signer().jwks(&previous).to_string());
         let dummy_password_hash =
             passwords::hash_password(&hex::encode(rand::random::<[u8; 16]>())).map_err(StartError::Other)?;
         Ok(Arc::new(AppState {

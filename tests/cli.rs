@@ -114,6 +114,33 @@ fn check_refuses_unusable_tls_files_naming_the_setting() {
 }
 
 #[test]
+fn check_and_start_refuse_an_unusable_previous_jwt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let setup = Setup {
+        oauth: "jwt_previous_keys = [\"old.pem\"]".into(),
+        ..Setup::default()
+    };
+    common::write(&path, &common::config_text(common::free_port(), &setup));
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("old.pem"), "{}", text(&out.stderr));
+
+    common::write(&dir.path().join("old.pem"), "not a key\n");
+    for out in [
+        check(&path),
+        Command::new(common::bin()).arg("--conf").arg(&path).output().unwrap(),
+    ] {
+        assert_eq!(out.status.code(), Some(1));
+        let reason = text(&out.stderr);
+        assert!(
+            reason.contains("oauth.jwt_previous_keys") && reason.contains("old.pem"),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
 fn every_bundled_config_passes_check() {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
     let mut seen = 0;

@@ -78,6 +78,9 @@ pub struct OAuthSection {
     pub refresh_token_ttl_secs: Option<u64>,
     pub jwt_signing_key: Option<String>,
     pub jwt_algorithm: Option<String>,
+    /// Earlier signing keys (PEM files, as `jwt_signing_key` takes them), published in the JWKS
+    /// beside the current one after a key rotation. Default none.
+    pub jwt_previous_keys: Option<Vec<String>>,
     /// Secret for opaque token tags (32+ random bytes, hex or raw). Default `<data_dir>/server.key`.
     pub server_key: Option<String>,
     /// Failed authentications of one key (client id, client address or username) within

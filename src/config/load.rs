@@ -181,6 +181,12 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         refresh_token_ttl_secs: refresh_ttl,
         jwt_signing_key,
         jwt_algorithm,
+        jwt_previous_keys: o
+            .jwt_previous_keys
+            .unwrap_or_default()
+            .iter()
+            .map(|p| resolve(base, p))
+            .collect(),
         server_key: o
             .server_key
             .map(|p| resolve(base, &p))

@@ -71,6 +71,8 @@ pub struct OAuthSettings {
     pub refresh_token_ttl_secs: u64,
     pub jwt_signing_key: PathBuf,
     pub jwt_algorithm: JwtAlgorithm,
+    /// Earlier signing keys whose public halves the JWKS also publishes (after a rotation).
+    pub jwt_previous_keys: Vec<PathBuf>,
     pub server_key: PathBuf,
     pub jwt_policy: RenewPolicy,
     pub opaque_policy: RenewPolicy,
@@ -183,6 +185,10 @@ impl Config {
                 self.oauth.jwt_signing_key != other.oauth.jwt_signing_key
                     || self.oauth.jwt_algorithm != other.oauth.jwt_algorithm,
             ),
+            (
+                "oauth.jwt_previous_keys",
+                self.oauth.jwt_previous_keys != other.oauth.jwt_previous_keys,
+            ),
             ("oauth.server_key", self.oauth.server_key != other.oauth.server_key),
         ];
         checks
@@ -209,6 +215,7 @@ impl Config {
         self.store = running.store.clone();
         self.oauth.jwt_signing_key = running.oauth.jwt_signing_key.clone();
         self.oauth.jwt_algorithm = running.oauth.jwt_algorithm;
+        self.oauth.jwt_previous_keys = running.oauth.jwt_previous_keys.clone();
         self.oauth.server_key = running.oauth.server_key.clone();
     }
 }

@@ -190,3 +190,20 @@ fn arbitrary_text_never_panics() {
         let _ = parse(text);
     }
 }
+
+#[test]
+fn previous_jwt_keys_resolve_from_the_config_folder_and_need_a_restart() {
+    assert!(parse(CLIENT).unwrap().oauth.jwt_previous_keys.is_empty());
+    let c = parse(&format!(
+        "[oauth]\njwt_previous_keys = [\"keys/2025.pem\", \"/etc/old.pem\"]\n{CLIENT}"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.oauth.jwt_previous_keys,
+        [Path::new("/base/keys/2025.pem"), Path::new("/etc/old.pem")]
+    );
+    let mut reloaded = parse(CLIENT).unwrap();
+    assert_eq!(c.restart_only_changes(&reloaded), ["oauth.jwt_previous_keys"]);
+    reloaded.keep_start_only_settings(&c);
+    assert_eq!(reloaded.oauth.jwt_previous_keys, c.oauth.jwt_previous_keys);
+}

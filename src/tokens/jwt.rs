@@ -52,6 +52,10 @@ pub enum KeyError {
         extra: &'static str,
         reason: String,
     },
+    #[error(
+        "oauth.jwt_previous_keys: key file {path} is not an RS256, ES256 or EdDSA private key (PEM, PKCS#8 or PKCS#1)"
+    )]
+    Previous { path: String },
     #[error("key generation failed")]
     Generate,
     #[error("signing failed")]
@@ -191,10 +195,36 @@ impl JwtSigner {
         Ok(out)
     }
 
-    /// The RFC 7517 JWK Set publishing this key.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk.clone()] })
+    /// The RFC 7517 JWK Set publishing this key, then `previous` (public JWKs of earlier keys,
+    /// from [`previous_key_jwk`]; one equal to this key, or listed twice, is published once).
+    pub fn jwks(&self, previous: &[serde_json::Value]) -> serde_json::Value {
+        let mut keys = vec![self.jwk.clone()];
+        for jwk in previous {
+            if !keys.iter().any(|k| k.get("kid") == jwk.get("kid")) {
+                keys.push(jwk.clone());
+            }
+        }
+        serde_json::json!({ "keys": keys })
     }
+}
+
+/// The public JWK of an earlier signing key (`oauth.jwt_previous_keys`), to publish beside the
+/// current one after a rotation: resource servers that verify signatures keep accepting the
+/// tokens signed before it until they expire. The file is the old key's PEM, in any form
+/// `oauth.jwt_signing_key` takes; its algorithm comes from the key. Only public members are
+/// published, and the private key is dropped once read.
+pub fn previous_key_jwk(path: &Path) -> Result<serde_json::Value, KeyError> {
+    let text = std::fs::read(path).map_err(|source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA]
+        .into_iter()
+        .find_map(|alg| JwtSigner::from_pem(&text, alg).ok())
+        .map(|signer| signer.jwk)
+        .ok_or_else(|| KeyError::Previous {
+            path: path.display().to_string(),
+        })
 }
 
 fn generate_pkcs8(alg: JwtAlgorithm) -> Result<Vec<u8>, KeyError> {
@@ -249,7 +279,7 @@ fn thumbprint(members: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, Validation};
+    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, TokenData, Validation};
 
     fn roundtrip(alg: JwtAlgorithm, jalg: Algorithm) {
         let dir = tempfile::tempdir().unwrap();
@@ -258,7 +288,19 @@ mod tests {
         // Reused on the next start, not regenerated.
         let again = JwtSigner::load_or_generate(&path, alg).unwrap();
         assert_eq!(signer.kid(), again.kid());
-        let claims = AccessClaims {
+        let token = signer.sign(&claims()).unwrap();
+        let header = decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+        let set: JwkSet = serde_json::from_value(signer.jwks(&[])).unwrap();
+        let data = verify(&set, signer.kid(), &token, jalg);
+        assert_eq!(data.claims["client_id"], "app");
+        assert_eq!(data.claims["scope"], "a b");
+        assert_eq!(data.claims["jti"], "j1");
+    }
+
+    fn claims() -> AccessClaims<'static> {
+        AccessClaims {
             iss: "http://gw",
             sub: "alice",
             client_id: "app",
@@ -266,19 +308,58 @@ mod tests {
             iat: 1_700_000_000,
             exp: 4_000_000_000,
             jti: "j1",
-        };
-        let token = signer.sign(&claims).unwrap();
-        let header = decode_header(&token).unwrap();
-        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
-        let set: JwkSet = serde_json::from_value(signer.jwks()).unwrap();
-        let key = DecodingKey::from_jwk(set.find(signer.kid()).unwrap()).unwrap();
+        }
+    }
+
+    fn verify(set: &JwkSet, kid: &str, token: &str, jalg: Algorithm) -> TokenData<serde_json::Value> {
+        let key = DecodingKey::from_jwk(set.find(kid).unwrap()).unwrap();
         let mut v = Validation::new(jalg);
         v.set_issuer(&["http://gw"]);
-        let data = decode::<serde_json::Value>(&token, &key, &v).unwrap();
-        assert_eq!(data.claims["client_id"], "app");
-        assert_eq!(data.claims["scope"], "a b");
-        assert_eq!(data.claims["jti"], "j1");
+        decode::<serde_json::Value>(token, &key, &v).unwrap()
+    }
+
+    #[test]
+    fn previous_keys_of_any_algorithm_are_published_after_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let now_path = dir.path().join("now.pem");
+        let current = JwtSigner::load_or_generate(&now_path, JwtAlgorithm::ES256).unwrap();
+        let mut previous = Vec::new();
+        let mut old_tokens = Vec::new();
+        for (alg, jalg) in [
+            (JwtAlgorithm::RS256, Algorithm::RS256),
+            (JwtAlgorithm::ES256, Algorithm::ES256),
+            (JwtAlgorithm::EdDSA, Algorithm::EdDSA),
+        ] {
+            let path = dir.path().join(format!("old-{}.pem", alg.as_str()));
+            let old = JwtSigner::load_or_generate(&path, alg).unwrap();
+            old_tokens.push((old.sign(&claims()).unwrap(), old.kid().to_string(), jalg));
+            let jwk = previous_key_jwk(&path).unwrap();
+            assert_eq!(jwk["alg"], alg.as_str(), "the algorithm comes from the key");
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(jwk.get(private).is_none(), "{private} published");
+            }
+            previous.push(jwk);
+        }
+        // A key listed twice, and the current key listed as a previous one: published once.
+        previous.push(previous[0].clone());
+        previous.push(previous_key_jwk(&now_path).unwrap());
+        let set: JwkSet = serde_json::from_value(current.jwks(&previous)).unwrap();
+        assert_eq!(set.keys.len(), 4);
+        assert_eq!(set.keys[0].common.key_id.as_deref(), Some(current.kid()));
+        for (token, kid, jalg) in old_tokens {
+            assert_eq!(verify(&set, &kid, &token, jalg).claims["jti"], "j1");
+        }
+
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a key").unwrap();
+        match previous_key_jwk(&junk) {
+            Err(e @ KeyError::Previous { .. }) => assert!(e.to_string().contains("junk.pem"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            previous_key_jwk(&dir.path().join("absent.pem")),
+            Err(KeyError::Io { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! JWT signing key rotation: after a restart on a new key, with the old one listed in
+//! `oauth.jwt_previous_keys`, the JWKS publishes both, so tokens signed before the rotation still
+//! verify at resource servers (and still pass the gateway) until they expire.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{at, Gateway, Setup};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+fn jwks(gw: &Gateway) -> JwkSet {
+    gw.http
+        .get(format!("{}/oauth2/jwks", gw.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// Verifies `token` against the gateway's JWKS, by its `kid`; returns that `kid`.
+fn verify(gw: &Gateway, token: &str, alg: Algorithm) -> String {
+    let kid = decode_header(token).unwrap().kid.unwrap();
+    let set = jwks(gw);
+    let jwk = set.find(&kid).unwrap_or_else(|| panic!("kid {kid} is not published"));
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[gw.base.as_str()]);
+    decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap();
+    kid
+}
+
+#[test]
+fn a_rotated_key_stays_published_and_its_tokens_keep_working() {
+    let gw = Gateway::start(Setup::default());
+    let old_token = gw.cc("jwt-app");
+    let old_kid = verify(&gw, at(&old_token), Algorithm::RS256);
+    assert_eq!(jwks(&gw).keys.len(), 1);
+    let port = gw.port;
+    let dir = gw.kill9();
+
+    // The operator moves the RS256 key aside, switches to ES256 (a new key is generated at
+    // start) and lists the old file as a previous key.
+    std::fs::rename(
+        dir.path().join("data/jwt-rs256.pem"),
+        dir.path().join("retired-rs256.pem"),
+    )
+    .unwrap();
+    let setup = Setup {
+        oauth: "jwt_algorithm = \"ES256\"\njwt_previous_keys = [\"retired-rs256.pem\"]".into(),
+        ..Setup::default()
+    };
+    common::write(&dir.path().join("gateway.toml"), &common::config_text(port, &setup));
+    let gw = Gateway::start_in(dir, port);
+
+    let set = jwks(&gw);
+    assert_eq!(set.keys.len(), 2, "the new key and the previous one");
+    // Another client: a second JWT for jwt-app would revoke the first (single mode).
+    let new_token = gw.cc("other-app");
+    let new_kid = verify(&gw, at(&new_token), Algorithm::ES256);
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(
+        set.keys[0].common.key_id.as_deref(),
+        Some(new_kid.as_str()),
+        "the signing key first"
+    );
+    assert_eq!(verify(&gw, at(&old_token), Algorithm::RS256), old_kid);
+    assert_eq!(gw.api(&old_token), 200, "a token from before the rotation still passes");
+    assert_eq!(gw.api(&new_token), 200);
+    let served = gw
+        .http
+        .get(format!("{}/oauth2/jwks", gw.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for private in ["\"d\"", "\"p\"", "\"q\""] {
+        assert!(
+            !served.contains(private),
+            "private member {private} published: {served}"
+        );
+    }
+}

@@ -124,7 +124,11 @@ fn check_and_start_refuse_an_unusable_previous_jwt_key() {
     common::write(&path, &common::config_text(common::free_port(), &setup));
     let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("old.pem"), "{}", text(&out.stderr));
+    let reason = text(&out.stderr);
+    assert!(
+        reason.contains("oauth.jwt_previous_keys") && reason.contains("old.pem"),
+        "{reason}"
+    );
 
     common::write(&dir.path().join("old.pem"), "not a key\n");
     for out in [

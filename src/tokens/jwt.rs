@@ -52,10 +52,8 @@ pub enum KeyError {
         extra: &'static str,
         reason: String,
     },
-    #[error(
-        "oauth.jwt_previous_keys: key file {path} is not an RS256, ES256 or EdDSA private key (PEM, PKCS#8 or PKCS#1)"
-    )]
-    Previous { path: String },
+    #[error("oauth.jwt_previous_keys: key file {path}: {reason}")]
+    Previous { path: String, reason: String },
     #[error("key generation failed")]
     Generate,
     #[error("signing failed")]
@@ -214,17 +212,16 @@ impl JwtSigner {
 /// `oauth.jwt_signing_key` takes; its algorithm comes from the key. Only public members are
 /// published, and the private key is dropped once read.
 pub fn previous_key_jwk(path: &Path) -> Result<serde_json::Value, KeyError> {
-    let text = std::fs::read(path).map_err(|source| KeyError::Io {
+    let refused = |reason: String| KeyError::Previous {
         path: path.display().to_string(),
-        source,
-    })?;
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|e| refused(format!("cannot read it: {e}")))?;
     [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA]
         .into_iter()
         .find_map(|alg| JwtSigner::from_pem(&text, alg).ok())
         .map(|signer| signer.jwk)
-        .ok_or_else(|| KeyError::Previous {
-            path: path.display().to_string(),
-        })
+        .ok_or_else(|| refused("not an RS256, ES256 or EdDSA private key (PEM, PKCS#8 or PKCS#1)".into()))
 }
 
 fn generate_pkcs8(alg: JwtAlgorithm) -> Result<Vec<u8>, KeyError> {
@@ -356,10 +353,10 @@ mod tests {
             Err(e @ KeyError::Previous { .. }) => assert!(e.to_string().contains("junk.pem"), "{e}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            previous_key_jwk(&dir.path().join("absent.pem")),
-            Err(KeyError::Io { .. })
-        ));
+        match previous_key_jwk(&dir.path().join("absent.pem")) {
+            Err(e @ KeyError::Previous { .. }) => assert!(e.to_string().contains("absent.pem: cannot read"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl Config {
 
     /// Takes the start-only settings (those [`Config::restart_only_changes`] names) from the
     /// config the process runs with, so that after a reload the live model still describes the
-    /// running process (e.g. the metadata keeps advertising the signing algorithm in use) and a
+    /// running process (e.g. the JWKS and the tokens keep naming the signing algorithm in use) and a
     /// later reload reports them again until the restart.
     pub fn keep_start_only_settings(&mut self, running: &Config) {
         let live = &self.server;

@@ -1,6 +1,10 @@
 //! Who the upstream is told made a request: the bearer credential is taken off and the token's
 //! identity put in its place (`X-Client-Id`, `X-Subject`, `X-Scope`). Whatever a client sends
 //! under those names is dropped, so an identity cannot be forged, on public routes too.
+//!
+//! So is a header spelled with `_` for `-` (`X_Subject`): CGI-style servers (WSGI, PHP, many Java
+//! stacks) read both spellings as one variable (`HTTP_X_SUBJECT`), so `X_Subject: admin` would
+//! reach them beside, or in place of, the gateway's `X-Subject`.
 
 use http::HeaderName;
 use pingora::http::RequestHeader;
@@ -13,6 +17,44 @@ use crate::tokens::record::AccessRecord;
 static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 static X_SUBJECT: HeaderName = HeaderName::from_static("x-subject");
 static X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
+
+/// Headers the gateway writes for the upstream (here and in [`super::forwarded`]).
+const MANAGED: [&str; 7] = [
+    "x-client-id",
+    "x-subject",
+    "x-scope",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Whether `name` (lower case, as parsed) is a managed header's name with some `-` written `_`.
+fn is_underscored_managed(name: &str) -> bool {
+    MANAGED.iter().any(|managed| {
+        managed.len() == name.len()
+            && managed
+                .bytes()
+                .zip(name.bytes())
+                .all(|(m, n)| m == n || (m == b'-' && n == b'_'))
+    })
+}
+
+/// Drops every client header that a CGI-style upstream would read as a managed one.
+pub fn drop_underscored_lookalikes(req: &mut RequestHeader) {
+    if !req.headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let forged: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| is_underscored_managed(name.as_str()))
+        .cloned()
+        .collect();
+    for name in &forged {
+        req.remove_header(name);
+    }
+}
 
 /// Sets the identity headers of a request about to go upstream: those of `identity` (the token
 /// that let it through), or none on a public route. `Authorization` never goes upstream.
@@ -41,5 +83,31 @@ pub fn set_headers(req: &mut RequestHeader, identity: Option<&AccessRecord>) -> 
 pub(super) fn remove(req: &mut RequestHeader, name: &HeaderName) {
     if req.headers.contains_key(name) {
         req.remove_header(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underscored_spellings_of_managed_headers_are_dropped() {
+        let mut req = RequestHeader::build("GET", b"/api", None).unwrap();
+        for (name, value) in [
+            ("X_Subject", "admin"),
+            ("x_client_id", "other"),
+            ("X_Scope", "all"),
+            ("X_Real_IP", "10.0.0.1"),
+            ("X_Forwarded_For", "10.0.0.1"),
+            ("X-Forwarded_Proto", "https"),
+            ("X_My_Header", "kept"),
+            ("Accept", "*/*"),
+        ] {
+            req.append_header(name.to_string(), value).unwrap();
+        }
+        drop_underscored_lookalikes(&mut req);
+        let mut left: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x_my_header"]);
     }
 }

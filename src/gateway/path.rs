@@ -7,6 +7,10 @@
 //! is `.`), other escapes get upper-case hex digits, `.` and `..` segments are resolved, and
 //! repeated slashes merged. A path an upstream could read in more than one way is refused
 //! instead: an encoded `/`, `\` or NUL, a raw `\`, a malformed escape, or `..` above the root.
+//!
+//! A `;` is refused too. Servlet containers (Tomcat, Jetty, Spring) strip `;parameters` from each
+//! segment before they match, so `/public/..;/api/x` is `/api/x` to them and `/api/orders;x/1` is
+//! `/api/orders/1`: a route chosen by the text with the `;` would not be the resource served.
 
 use std::borrow::Cow;
 
@@ -15,8 +19,12 @@ use crate::reply::Reply;
 /// Why a path is refused (400 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    #[error("the request path must start with /")]
+    #[error("the request target must be a path starting with / or an absolute http(s) URL")]
     NotAbsolute,
+    #[error("the request target's scheme is not this listener's")]
+    WrongScheme,
+    #[error("a ; (path parameter) in the request path")]
+    PathParameter,
     #[error("malformed percent-encoding in the request path")]
     BadEscape,
     #[error("an encoded slash, backslash or NUL, or a backslash, in the request path")]
@@ -38,7 +46,7 @@ fn is_normal(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
-    if rest.bytes().any(|b| b == b'%' || b == b'\\') {
+    if rest.bytes().any(|b| b == b'%' || b == b'\\' || b == b';') {
         return false;
     }
     let mut segments = rest.split('/').peekable();
@@ -73,6 +81,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => return Err(PathError::Ambiguous),
+            b';' => return Err(PathError::PathParameter),
             b'%' => {
                 let (hi, lo) = bytes
                     .get(i + 1)
@@ -96,7 +105,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                 // Copy the run up to the next byte of interest (keeps multi-byte characters whole).
                 let end = bytes[i..]
                     .iter()
-                    .position(|&b| b == b'%' || b == b'\\')
+                    .position(|&b| b == b'%' || b == b'\\' || b == b';')
                     .map_or(bytes.len(), |n| i + n);
                 out.push_str(&path[i..end]);
                 i = end;
@@ -198,6 +207,11 @@ mod tests {
             ("/..", PathError::AboveRoot),
             ("/api/../../x", PathError::AboveRoot),
             ("/%2e%2e/api", PathError::AboveRoot),
+            ("/public/..;/api/orders/1", PathError::PathParameter),
+            ("/api/orders/..;/admin/1", PathError::PathParameter),
+            ("/api/orders;jsessionid=x/1", PathError::PathParameter),
+            ("/api/.;x/1", PathError::PathParameter),
+            ("/api/x;", PathError::PathParameter),
             ("api/x", PathError::NotAbsolute),
             ("*", PathError::NotAbsolute),
             ("", PathError::NotAbsolute),

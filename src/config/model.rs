@@ -14,7 +14,7 @@ use crate::oauth::grant_type::GrantSet;
 use crate::oauth::policy::RenewPolicy;
 use crate::tokens::format::TokenFormat;
 use crate::tokens::jwt::JwtAlgorithm;
-use crate::tokens::key::ScopeSet;
+use crate::tokens::key::{ScopeSet, TokenKey};
 
 /// Everything a running gateway is configured with.
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ pub struct Config {
 }
 
 /// `[server]`. Read at start only (a reload that changes it is logged as needing a restart),
-/// but for the per-request settings: `access_log`, the timeouts and `trusted_proxies` apply live.
+/// but for the per-request settings: `access_log`, the timeouts, `max_connections` and
+/// `trusted_proxies` apply live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: String,
@@ -45,6 +46,10 @@ pub struct ServerSettings {
     pub upstream_connect_timeout: Duration,
     /// Longest wait for an upstream's next bytes, read or written, once connected (then 504).
     pub upstream_timeout: Duration,
+    /// How long an idle keep-alive client connection waits for its next request.
+    pub keepalive_timeout: Duration,
+    /// Client connections open at once; one more is refused.
+    pub max_connections: usize,
     /// Reverse proxies whose forwarding headers are believed (see [`TrustedProxies`]).
     pub trusted_proxies: TrustedProxies,
 }
@@ -155,10 +160,15 @@ pub struct User {
 }
 
 impl Config {
-    /// Whether the owners of a token are still configured: its client, and its user if it has
-    /// one. Tokens of a removed client or user stop working at once (fail closed).
-    pub fn owners_exist(&self, client_id: &str, subject: &str) -> bool {
-        self.clients.contains_key(client_id) && (subject.is_empty() || self.users.contains_key(subject))
+    /// Whether this config still allows a token of `key`: its client and its user (if it has
+    /// one) are configured, and the client may still ask for every scope the token carries.
+    /// Tokens of a removed client or user, or wider than their client's scopes now, stop working
+    /// at once (fail closed).
+    pub fn permits(&self, key: &TokenKey) -> bool {
+        self.clients
+            .get(&*key.client_id)
+            .is_some_and(|client| client.scopes.is_superset(&key.scope))
+            && (key.subject.is_empty() || self.users.contains_key(key.subject.as_str()))
     }
 
     /// Names the settings that differ from `other` and only take effect after a restart.
@@ -209,6 +219,8 @@ impl Config {
             body_read_timeout: live.body_read_timeout,
             upstream_connect_timeout: live.upstream_connect_timeout,
             upstream_timeout: live.upstream_timeout,
+            keepalive_timeout: live.keepalive_timeout,
+            max_connections: live.max_connections,
             trusted_proxies: live.trusted_proxies.clone(),
             ..running.server.clone()
         };

@@ -127,7 +127,7 @@ pub fn authorize(
     let token = extract(header)?;
     let id = tokens.access_id(token).ok_or(BearerError::Invalid)?;
     let rec = tokens.index().access(&id).ok_or(BearerError::Invalid)?;
-    if !rec.is_valid_at(now_ms) || !config.owners_exist(&rec.key.client_id, &rec.key.subject) {
+    if !rec.is_valid_at(now_ms) || !config.permits(&rec.key) {
         return Err(BearerError::Invalid);
     }
     if !rec.key.scope.is_superset(&route.scopes) {

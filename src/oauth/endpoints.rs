@@ -43,7 +43,7 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
     let tokens = &state.tokens;
     let inactive = || Reply::json_no_store(200, r#"{"active":false}"#);
     if let Some(rec) = tokens.access_id(token).and_then(|id| tokens.index().access(&id)) {
-        if !rec.is_valid_at(now) || !config.owners_exist(&rec.key.client_id, &rec.key.subject) {
+        if !rec.is_valid_at(now) || !config.permits(&rec.key) {
             return Ok(inactive());
         }
         let answer = active_answer(
@@ -60,10 +60,7 @@ pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Re
         .parse(OpaqueKind::Refresh, token)
         .and_then(|id| tokens.index().refresh(&id))
     {
-        if rec.state.get() == TokenState::Active
-            && rec.expires_at_ms > now
-            && config.owners_exist(&rec.key.client_id, &rec.key.subject)
-        {
+        if rec.state.get() == TokenState::Active && rec.expires_at_ms > now && config.permits(&rec.key) {
             let answer = active_answer(
                 &rec.key,
                 rec.issued_at_ms,

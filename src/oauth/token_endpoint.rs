@@ -18,7 +18,7 @@ use crate::reply::Reply;
 use crate::state::AppState;
 use crate::tokens::capacity::LiveLimits;
 use crate::tokens::format::TokenFormat;
-use crate::tokens::key::ScopeSet;
+use crate::tokens::key::{ScopeSet, TokenKey};
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
 /// Longest username accepted.
@@ -41,8 +41,9 @@ pub struct EndpointRequest<'a> {
 /// Parses the form and authenticates the client; shared by token, revoke and introspect
 /// (`endpoint` names the caller in metrics).
 ///
-/// A locked-out address or client id is refused with 429 before any secret is checked. Failures
-/// count against the address and, when the id is configured, the client id.
+/// A locked-out address, or client id from this address, is refused with 429 before any secret
+/// is checked. Failures count against the address and, when the id is configured, the (address,
+/// client id) pair.
 pub fn authenticate<'c>(
     state: &AppState,
     config: &'c Config,
@@ -74,7 +75,7 @@ pub fn authenticate<'c>(
     let client = config
         .clients
         .contains_key(&creds.client_id)
-        .then_some(Subject::Client(&creds.client_id));
+        .then_some(Subject::Client(&creds.client_id, req.peer));
     if let Some(c) = client {
         state.lockout.check(limits, c, now)?;
     }
@@ -124,7 +125,7 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
                 return Err(OAuthError::InvalidRequest("username or password too long".into()));
             }
             params.scope = requested_scope(&form, client)?;
-            let user = Subject::User(username);
+            let user = Subject::User(username, req.peer);
             state.lockout.check(&oauth.lockout, user, Instant::now())?;
             if let Err(e) = verify_user(state, config, username, password).await {
                 if matches!(e, OAuthError::InvalidGrant(_)) {
@@ -142,7 +143,11 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
             let refresh_token = form.require("refresh_token")?;
             let scope = form.get("scope").map(parse_scope).transpose()?;
             params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
-            state.tokens.refresh(refresh_token, scope.as_ref(), params).await
+            let still_allowed = |key: &TokenKey| refresh_still_allowed(config, key);
+            state
+                .tokens
+                .refresh(refresh_token, scope.as_ref(), params, &still_allowed)
+                .await
         }
     };
     count(&state.metrics, grant, client.token_format, &result);
@@ -153,6 +158,24 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
         ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs },
         e => service_error(e),
     })
+}
+
+/// Whether the live config still allows refreshing a token of `key`: its user still exists
+/// (`invalid_grant` otherwise) and its client may still ask for every scope it carries
+/// (`invalid_scope` otherwise: the client asks for a new grant with the scope it may have now).
+/// The client itself has just authenticated, so it exists.
+fn refresh_still_allowed(config: &Config, key: &TokenKey) -> Result<(), ServiceError> {
+    if !key.subject.is_empty() && !config.users.contains_key(key.subject.as_str()) {
+        return Err(ServiceError::InvalidGrant(
+            "the user of this refresh token no longer exists",
+        ));
+    }
+    if !config.permits(key) {
+        return Err(ServiceError::InvalidScope(
+            "the refresh token's scope is no longer allowed for this client; ask for a new grant",
+        ));
+    }
+    Ok(())
 }
 
 /// Counts an engine answer: the token handed out and the revocations it caused.

@@ -11,7 +11,7 @@ use super::capacity::LiveLimits;
 use super::format::TokenFormat;
 use super::index::TokenIndex;
 use super::jwt::{JwtAlgorithm, JwtSigner};
-use super::key::ScopeSet;
+use super::key::{ScopeSet, TokenKey};
 use super::lifecycle::Revoked;
 use super::opaque::OpaqueCodec;
 use super::record::now_ms;
@@ -254,10 +254,13 @@ async fn a_refresh_refused_at_max_live_tokens_spends_nothing() {
     let pair = e.issue(with_refresh(2)).await.unwrap();
     let refresh = pair.refresh_token.unwrap();
     // Access and refresh count together: 2 held, and a refresh would keep its spent token.
-    let refused = e.refresh(&refresh, None, with_refresh(2)).await.unwrap_err();
+    let refused = e
+        .refresh(&refresh, None, with_refresh(2), &allow_all)
+        .await
+        .unwrap_err();
     assert!(matches!(refused, ServiceError::Full), "{refused:?}");
     assert!(valid(&e, &pair.access_token), "the old pair is untouched");
-    let renewed = e.refresh(&refresh, None, with_refresh(3)).await.unwrap();
+    let renewed = e.refresh(&refresh, None, with_refresh(3), &allow_all).await.unwrap();
     assert!(valid(&e, &renewed.access_token) && !valid(&e, &pair.access_token));
 }
 
@@ -309,7 +312,7 @@ async fn a_client_at_its_own_bound_is_refused_and_the_others_are_not() {
         ..of("app", TokenFormat::Opaque, false)
     };
     let refresh = pair.refresh_token.unwrap();
-    let refused = e.refresh(&refresh, None, again.clone()).await.unwrap_err();
+    let refused = e.refresh(&refresh, None, again.clone(), &allow_all).await.unwrap_err();
     assert!(matches!(refused, ServiceError::ClientFull), "{refused:?}");
     assert!(valid(&e, &pair.access_token), "nothing was spent");
 
@@ -330,6 +333,7 @@ async fn a_client_at_its_own_bound_is_refused_and_the_others_are_not() {
             limits: LiveLimits::default(),
             ..again
         },
+        &allow_all,
     )
     .await
     .unwrap();
@@ -380,4 +384,31 @@ async fn rsa_signatures_are_bounded_and_give_their_permits_back() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         waited += 1;
     }
+}
+
+/// A configuration that still allows every refresh.
+fn allow_all(_: &TokenKey) -> Result<(), ServiceError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refresh_the_config_no_longer_allows_spends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), sqlite(dir.path()));
+    let with_refresh = IssueParams {
+        refresh_ttl_secs: Some(3600),
+        ..params(TokenFormat::Opaque, false)
+    };
+    let pair = e.issue(with_refresh.clone()).await.unwrap();
+    let refresh = pair.refresh_token.unwrap();
+    let refuse = |_: &TokenKey| Err(ServiceError::InvalidScope("narrowed"));
+    let refused = e
+        .refresh(&refresh, None, with_refresh.clone(), &refuse)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ServiceError::InvalidScope("narrowed")), "{refused:?}");
+    assert!(valid(&e, &pair.access_token), "nothing was spent");
+    // Not taken for a reuse either: the same refresh token still works once allowed.
+    let renewed = e.refresh(&refresh, None, with_refresh, &allow_all).await.unwrap();
+    assert!(valid(&e, &renewed.access_token));
 }

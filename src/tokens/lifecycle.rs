@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::index::KeyState;
-use super::key::ScopeSet;
+use super::key::{ScopeSet, TokenKey};
 use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
@@ -35,12 +35,16 @@ impl TokenService {
     /// The `refresh_token` grant: rotates the refresh token, retires the access token it came
     /// with, and issues a new one for the same key. A spent refresh token presented again
     /// revokes its whole family (OAuth 2.0 Security BCP, refresh token reuse detection).
-    /// `p.scope`, `p.subject` and `p.client_id` are ignored: they come from the refresh token.
+    /// `p.scope` and `p.subject` are ignored: they come from the refresh token. `still_allowed`
+    /// tells whether the configuration still allows a token of the refresh token's key (its user
+    /// may have been removed, or its client's scopes narrowed, since it was issued); when it does
+    /// not, nothing is spent and its error is the answer.
     pub async fn refresh(
         &self,
         refresh_text: &str,
         requested_scope: Option<&ScopeSet>,
         p: IssueParams<'_>,
+        still_allowed: &(dyn Fn(&TokenKey) -> Result<(), ServiceError> + Sync),
     ) -> Result<Issued, ServiceError> {
         let invalid = ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked");
         let rid = self.codec().parse(OpaqueKind::Refresh, refresh_text).ok_or(invalid)?;
@@ -73,6 +77,7 @@ impl TokenService {
                     ))
                 }
             }
+            still_allowed(&rec.key)?;
             if requested_scope.is_some_and(|scope| scope != &rec.key.scope) {
                 return Err(ServiceError::InvalidScope(
                     "a refresh must ask for the scope originally granted, or none",

@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo_upstream;
 pub mod fsutil;
 pub mod gateway;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod reply;

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use tokengate::config::{self, Config};
+use tokengate::gateway::connections::ConnectionLimit;
 use tokengate::gateway::proxy::Gateway;
 use tokengate::services::ops_http;
 use tokengate::services::reload::{ConfigFile, ConfigReloader, Fingerprint};
@@ -66,7 +69,7 @@ fn read_secret(prompt: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("tokengate=info,warn")).init();
+    tokengate::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::HashSecret) => {
@@ -142,10 +145,51 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Takes the data folder for this process alone (created 0700 if missing): a second gateway on
+/// the same folder would open the same store and keys, and each would keep its own index of the
+/// tokens in it. The lock lasts as long as the returned file is open (the process's life).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    tokengate::fsutil::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("tokengate.lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another tokengate is running on the data folder {} (it holds {})",
+            dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Refuses to start when a listener's address cannot be bound (in use, or not this host's),
+/// rather than letting pingora retry it for ever after logging that it listens.
+fn check_listeners_free(config: &Config) -> Result<(), String> {
+    let s = &config.server;
+    let listeners = [
+        ("server.listen", Some(&s.listen)),
+        ("server.metrics_listen", s.metrics_listen.as_ref()),
+    ];
+    for (key, addr) in listeners {
+        if let Some(addr) = addr {
+            std::net::TcpListener::bind(addr.as_str()).map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn run(conf_path: PathBuf) -> Result<(), String> {
     // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
     let loaded = Fingerprint::read(&conf_path);
     let config: Config = load(&conf_path)?;
+    let _data_lock = lock_data_dir(&config.server.data_dir)?;
+    check_listeners_free(&config)?;
     raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,8 +214,13 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "tokengate");
+    let mut app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut options = HttpServerOptions::default();
+    // HTTP/1.1 idle connections are closed per request (`Gateway::request_filter`); HTTP/2
+    // ones here, by the value at start.
+    options.h2_idle_timeout = Some(s.keepalive_timeout);
+    app.server_options = Some(options);
+    let mut proxy = Service::new("tokengate".to_string(), ConnectionLimit::new(app, state.clone()));
     let scheme = match &s.tls {
         Some(files) => {
             let (cert, key) = tls::check(files).map_err(|e| e.to_string())?;

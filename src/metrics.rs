@@ -135,6 +135,12 @@ pub struct Metrics {
     /// `tokengate_tokens_refused_total{bound}`: token requests refused at a bound on tokens held;
     /// bound = gateway (`oauth.max_live_tokens`, 503) | client (`..._per_client`, 429).
     pub tokens_refused_by: IntCounterVec,
+    /// `tokengate_client_connections`: client connections open on the proxy listener (set at
+    /// scrape time), what `server.max_connections` bounds.
+    pub client_connections: IntGauge,
+    /// `tokengate_connections_refused_total`: client connections answered 503 and closed because
+    /// `server.max_connections` were open.
+    pub connections_refused: IntCounter,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
@@ -231,6 +237,16 @@ impl Metrics {
             &["bound"],
         )?;
         registry.register(Box::new(tokens_refused_by.clone()))?;
+        let client_connections = IntGauge::new(
+            "tokengate_client_connections",
+            "Client connections open on the proxy listener (what server.max_connections bounds)",
+        )?;
+        registry.register(Box::new(client_connections.clone()))?;
+        let connections_refused = IntCounter::new(
+            "tokengate_connections_refused_total",
+            "Client connections answered 503 and closed because server.max_connections were open",
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
         let store_write_seconds = Histogram::with_opts(
             HistogramOpts::new("tokengate_store_write_seconds", "Durable store commit latency")
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
@@ -271,6 +287,8 @@ impl Metrics {
             live_tokens,
             client_live_tokens,
             tokens_refused_by,
+            client_connections,
+            connections_refused,
             store_write_seconds,
             issued,
             revoked,

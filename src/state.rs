@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::gateway::connections::ConnectionCount;
 use crate::metrics::Metrics;
 use crate::oauth::documents;
 use crate::oauth::lockout::Lockout;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Brute-force counters of the OAuth endpoints; outside `Live` so a reload keeps them.
     pub lockout: Lockout,
+    /// Client connections open on the proxy listener (bounded by `server.max_connections`).
+    pub connections: ConnectionCount,
     /// Permits for concurrent argon2 checks (each holds ~19 MiB and a core for tens of ms).
     pub password_checks: Arc<tokio::sync::Semaphore>,
 }
@@ -93,6 +96,7 @@ impl AppState {
             dummy_password_hash,
             metrics,
             lockout: Lockout::default(),
+            connections: ConnectionCount::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

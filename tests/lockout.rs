@@ -50,7 +50,7 @@ fn assert_locked(r: Response, max_secs: u64) {
 }
 
 #[test]
-fn failures_lock_the_client_id_and_the_address_but_no_one_else() {
+fn failures_lock_the_address_and_the_client_id_from_it_but_no_one_else() {
     let gw = Gateway::start(Setup {
         oauth: LOCK_3.into(),
         ..Setup::default()
@@ -70,8 +70,8 @@ fn failures_lock_the_client_id_and_the_address_but_no_one_else() {
     assert_locked(r, 600);
     assert_eq!(
         cc(&gw, "127.0.0.3", "jwt-app", SECRET),
-        429,
-        "the client id is locked everywhere"
+        200,
+        "the real client elsewhere is not locked out by someone else's wrong secrets"
     );
     assert_eq!(
         cc(&gw, "127.0.0.2", "other-app", SECRET),
@@ -89,9 +89,10 @@ fn failures_lock_the_client_id_and_the_address_but_no_one_else() {
             post(&gw, "127.0.0.2", path, "other-app", SECRET, &[("token", "x")]),
             600,
         );
-        assert_locked(post(&gw, "127.0.0.3", path, "jwt-app", SECRET, &[("token", "x")]), 600);
-        let r = post(&gw, "127.0.0.3", path, "other-app", SECRET, &[("token", "x")]);
-        assert_eq!(r.status(), 200, "{path}");
+        for client in ["jwt-app", "other-app"] {
+            let r = post(&gw, "127.0.0.3", path, client, SECRET, &[("token", "x")]);
+            assert_eq!(r.status(), 200, "{path} {client}");
+        }
     }
 }
 
@@ -109,7 +110,7 @@ fn unknown_client_ids_count_against_the_address() {
 }
 
 #[test]
-fn failed_logins_lock_the_username_known_or_not() {
+fn failed_logins_lock_the_username_from_that_address_known_or_not() {
     let gw = Gateway::start(Setup {
         oauth: LOCK_3.into(),
         ..Setup::default()
@@ -131,8 +132,8 @@ fn failed_logins_lock_the_username_known_or_not() {
     );
     assert_eq!(
         login(&gw, "127.0.0.7", "alice", "alice-password"),
-        429,
-        "alice from elsewhere"
+        200,
+        "alice from elsewhere is not locked out"
     );
 }
 

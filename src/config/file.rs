@@ -52,6 +52,11 @@ pub struct ServerSection {
     pub upstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for an upstream's next bytes, read or written, once connected. Default 60.
     pub upstream_timeout_secs: Option<u64>,
+    /// Seconds an idle keep-alive client connection is kept open waiting for its next request
+    /// (and the longest wait for each read of a request head). Default 60.
+    pub keepalive_timeout_secs: Option<u64>,
+    /// Client connections open at once; one more is answered 503 and closed. Default 10,000.
+    pub max_connections: Option<usize>,
     /// Addresses or networks (`10.0.0.0/8`) of reverse proxies in front of the gateway, whose
     /// `X-Forwarded-*` headers are believed. Default none: the gateway is the edge.
     pub trusted_proxies: Option<Vec<String>>,

@@ -116,6 +116,11 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         300,
     )?;
     let upstream_timeout = seconds("server.upstream_timeout_secs", s.upstream_timeout_secs, 60, 3600)?;
+    let keepalive_timeout = seconds("server.keepalive_timeout_secs", s.keepalive_timeout_secs, 60, 3600)?;
+    let max_connections = s.max_connections.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(invalid("server.max_connections", "must be between 1 and 1000000"));
+    }
     let trusted_proxies = TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or_default())
         .map_err(|e| invalid("server.trusted_proxies", e))?;
     let server = ServerSettings {
@@ -130,6 +135,8 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         body_read_timeout,
         upstream_connect_timeout,
         upstream_timeout,
+        keepalive_timeout,
+        max_connections,
         trusted_proxies,
     };
 

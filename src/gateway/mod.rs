@@ -1,10 +1,12 @@
 //! HTTP side: the route table, bearer checks and the pingora proxy that ties them together.
 
 pub mod bearer;
+pub mod connections;
 pub mod forwarded;
 pub mod identity;
 pub mod limits;
 pub mod path;
 pub mod proxy;
 pub mod routes;
+pub mod target;
 pub mod upstream;

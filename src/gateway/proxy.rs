@@ -18,8 +18,8 @@ use super::bearer;
 use super::forwarded::{self, TrustedProxies};
 use super::identity;
 use super::limits;
-use super::path::{self, PathError};
 use super::routes::Route;
+use super::target;
 use super::upstream::{error_status, failure_reply, peer_for};
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
@@ -45,9 +45,9 @@ impl Gateway {
 pub struct Ctx {
     route: Option<Arc<Route>>,
     identity: Option<Arc<AccessRecord>>,
-    /// The normal form of the request path, when it differs from what the client sent: the
-    /// upstream is sent this one, the path the route was chosen by.
-    normalized_path: Option<String>,
+    /// The target the upstream is sent (the path the route was chosen by, normalised, and the
+    /// query), when it differs from the raw one the client sent.
+    upstream_target: Option<String>,
 }
 
 /// The locally answered endpoints.
@@ -239,22 +239,25 @@ impl ProxyHttp for Gateway {
         // answer, in order, instead of pingora's default of closing after the first and
         // dropping the rest (wrk's pipelining script saw only read errors).
         session.set_pipelining_enabled(true);
+        // pingora keeps an HTTP/1.1 connection open for ever between requests once a client has
+        // sent one; idle connections then pile up until the process runs out of files. This
+        // closes one that sends nothing for the timeout (it also bounds each read of the next
+        // head). Kept off for a client that asked to close.
+        if session.get_keepalive().is_some() {
+            let keepalive = self.state.live_guard().config.server.keepalive_timeout.as_secs();
+            session.set_keepalive(Some(keepalive));
+        }
         let authorization = match limits::check_head(session.req_header()) {
             Ok(authorization) => authorization,
             Err(reply) => return self.refuse(session, reply).await,
         };
-        // A target that is not UTF-8 would be forwarded as its raw bytes, not the (lossy) path
-        // a route would be chosen by. pingora 0.9 already answers such a request 400 before
-        // this filter; this keeps it refused should that change.
-        if !session.req_header().raw_path_is_utf8() {
-            return self.refuse(session, PathError::Ambiguous.reply()).await;
-        }
-        let normalized = match path::normalize(session.req_header().uri.path()) {
-            Ok(Cow::Borrowed(_)) => None,
-            Ok(Cow::Owned(p)) => Some(p),
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let head = session.req_header();
+        let routed = match target::route(head.raw_path(), head.uri.path(), https) {
+            Ok(routed) => routed,
             Err(e) => return self.refuse(session, e.reply()).await,
         };
-        let path = normalized.as_deref().unwrap_or(session.req_header().uri.path());
+        let path = routed.path.as_deref().unwrap_or(session.req_header().uri.path());
         if let Some(endpoint) = endpoint_of(path) {
             self.serve_endpoint(session, endpoint).await?;
             return Ok(true);
@@ -274,7 +277,7 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.route = Some(Arc::clone(route));
-        ctx.normalized_path = normalized;
+        ctx.upstream_target = routed.upstream;
         Ok(false)
     }
 
@@ -318,13 +321,10 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(path) = ctx.normalized_path.take() {
-            let target = match upstream_request.uri.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path,
-            };
+        if let Some(target) = ctx.upstream_target.take() {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
+        identity::drop_underscored_lookalikes(upstream_request);
         identity::set_headers(upstream_request, ctx.identity.as_deref())?;
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let trusted = &self.state.live_guard().config.server.trusted_proxies;

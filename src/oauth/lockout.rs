@@ -1,7 +1,14 @@
 //! Brute-force lockout of the OAuth endpoints. Failed client authentications are counted per
-//! client id and per client address, failed password logins per username; a key that collects
-//! `max_failures` failures within one window is answered 429 (`Retry-After`) for `duration`,
-//! before any secret is checked.
+//! client address and per (address, client id) pair, failed password logins per (address,
+//! username) pair; a key that collects `max_failures` failures within one window is answered 429
+//! (`Retry-After`) for `duration`, before any secret is checked.
+//!
+//! A client id or a username alone is never locked: a count per id would let anyone who knows a
+//! client's id (it is not a secret) lock that client out from every address, the real one
+//! included, by sending wrong secrets. The price: an attacker with many addresses gets
+//! `max_failures` guesses per address per window. Client secrets are random and long, so that
+//! buys nothing against them; for passwords it is why each check costs an argon2id hash and a
+//! permit of a bounded pool, and why users' passwords must be strong.
 //!
 //! The window is fixed and starts at a key's first failure; when it has passed, the count starts
 //! again. A success resets nothing: otherwise an attacker holding one valid credential could wipe
@@ -37,13 +44,23 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// What a failure is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject<'a> {
-    /// A configured client id. Unknown ids are counted against the address only: they can never
-    /// succeed, and tracking them would let anyone fill the table with made-up ids.
-    Client(&'a str),
+    /// A configured client id as presented from one address (none when the address is unknown).
+    /// Unknown ids are counted against the address only: they can never succeed, and tracking
+    /// them would let anyone fill the table with made-up ids.
+    Client(&'a str, Option<IpAddr>),
     /// A client address; IPv6 addresses count by /64, the block one host usually holds.
     Address(IpAddr),
-    /// A password-grant username, known or not, so that a lockout does not tell which exist.
-    User(&'a str),
+    /// A password-grant username, known or not (so that a lockout does not tell which exist), as
+    /// presented from one address.
+    User(&'a str, Option<IpAddr>),
+}
+
+/// The key a name presented from an address counts under.
+type Pair = (IpAddr, String);
+
+fn pair(name: &str, from: Option<IpAddr>) -> Pair {
+    let address = from.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), address_key);
+    (address, name.to_string())
 }
 
 /// The failures of one key.
@@ -109,13 +126,19 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
+    /// Whether some lockout of this table may be in force at `now` (when not, no key needs
+    /// building or looking up).
+    fn may_be_locked(&self, now: Instant) -> bool {
+        // (An instant before `base` cannot be placed: look it up.)
+        !nanos_after(self.base, now).is_some_and(|n| n >= self.lock_ends.load(Ordering::Acquire))
+    }
+
     fn locked_for<Q>(&self, key: &Q, now: Instant) -> Option<Duration>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // (An instant before `base` cannot be placed: look it up.)
-        if nanos_after(self.base, now).is_some_and(|n| n >= self.lock_ends.load(Ordering::Acquire)) {
+        if !self.may_be_locked(now) {
             return None;
         }
         self.windows.get(key).and_then(|w| w.locked_for(now))
@@ -172,9 +195,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
 /// The failure counters of one gateway.
 pub struct Lockout {
-    clients: Table<String>,
+    clients: Table<Pair>,
     addresses: Table<IpAddr>,
-    users: Table<String>,
+    users: Table<Pair>,
 }
 
 impl Default for Lockout {
@@ -224,10 +247,12 @@ impl Lockout {
             return Ok(());
         }
         let left = match subject {
-            Subject::Client(id) => self.clients.locked_for(id, now),
+            Subject::Client(id, from) if self.clients.may_be_locked(now) => {
+                self.clients.locked_for(&pair(id, from), now)
+            }
             Subject::Address(ip) if limits.by_address => self.addresses.locked_for(&address_key(ip), now),
-            Subject::Address(_) => None,
-            Subject::User(name) => self.users.locked_for(name, now),
+            Subject::User(name, from) if self.users.may_be_locked(now) => self.users.locked_for(&pair(name, from), now),
+            _ => None,
         };
         left.map_or(Ok(()), |left| Err(retry_after(left)))
     }
@@ -238,10 +263,10 @@ impl Lockout {
             return;
         }
         match subject {
-            Subject::Client(id) => self.clients.fail(id, limits, now),
+            Subject::Client(id, from) => self.clients.fail(&pair(id, from), limits, now),
             Subject::Address(ip) if limits.by_address => self.addresses.fail(&address_key(ip), limits, now),
             Subject::Address(_) => {}
-            Subject::User(name) => self.users.fail(name, limits, now),
+            Subject::User(name, from) => self.users.fail(&pair(name, from), limits, now),
         }
     }
 

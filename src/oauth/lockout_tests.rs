@@ -23,7 +23,7 @@ fn retry(r: Result<(), OAuthError>) -> Option<u64> {
     }
 }
 
-const APP: Subject<'static> = Subject::Client("app");
+const APP: Subject<'static> = Subject::Client("app", None);
 
 #[test]
 fn locks_after_max_failures_within_the_window_and_unlocks_after_the_duration() {
@@ -78,7 +78,11 @@ fn subjects_are_counted_apart() {
         l.record_failure(&lim, APP, t0);
     }
     assert!(l.check(&lim, APP, t0).is_err());
-    for other in [Subject::Client("other"), Subject::User("app"), Subject::Address(ip)] {
+    for other in [
+        Subject::Client("other", None),
+        Subject::User("app", None),
+        Subject::Address(ip),
+    ] {
         assert_eq!(retry(l.check(&lim, other, t0)), None, "{other:?}");
     }
     for _ in 0..2 {
@@ -138,11 +142,11 @@ fn ipv6_counts_by_64_block_and_mapped_ipv4_as_ipv4() {
 fn memory_is_bounded_and_ended_windows_make_room() {
     let (l, lim, t0) = (Lockout::with_capacity(4), limits(2), Instant::now());
     for i in 0..10 {
-        l.record_failure(&lim, Subject::User(&format!("u{i}")), t0);
+        l.record_failure(&lim, Subject::User(&format!("u{i}"), None), t0);
     }
     assert_eq!(l.tracked(), 4, "the table stops at its capacity");
     // Later, when the windows have ended, a new key evicts them.
-    l.record_failure(&lim, Subject::User("late"), t0 + secs(61));
+    l.record_failure(&lim, Subject::User("late", None), t0 + secs(61));
     assert_eq!(l.tracked(), 1);
 }
 
@@ -153,12 +157,12 @@ fn a_full_table_keeps_its_lockouts_in_force() {
     // Two locked keys and two partial counts.
     for i in 0..4 {
         for _ in 0..(if i < 2 { 2 } else { 1 }) {
-            l.record_failure(&lim, Subject::User(&name(i)), t0);
+            l.record_failure(&lim, Subject::User(&name(i), None), t0);
         }
     }
-    l.record_failure(&lim, Subject::User("new"), t0 + secs(1));
-    assert!(l.check(&lim, Subject::User(&name(0)), t0 + secs(1)).is_err());
-    assert!(l.check(&lim, Subject::User(&name(1)), t0 + secs(1)).is_err());
+    l.record_failure(&lim, Subject::User("new", None), t0 + secs(1));
+    assert!(l.check(&lim, Subject::User(&name(0), None), t0 + secs(1)).is_err());
+    assert!(l.check(&lim, Subject::User(&name(1), None), t0 + secs(1)).is_err());
     assert_eq!(l.tracked(), 3, "partial counts made room for the new key");
 }
 
@@ -166,9 +170,9 @@ fn a_full_table_keeps_its_lockouts_in_force() {
 fn a_table_full_of_lockouts_leaves_new_keys_uncounted_and_sweeps_at_most_once_a_second() {
     let (l, lim, t0) = (Lockout::with_capacity(2), limits(1), Instant::now());
     let ms = |n: u64| t0 + Duration::from_millis(n);
-    let c = Subject::User("c");
-    l.record_failure(&lim, Subject::User("a"), t0);
-    l.record_failure(&lim, Subject::User("b"), t0);
+    let c = Subject::User("c", None);
+    l.record_failure(&lim, Subject::User("a", None), t0);
+    l.record_failure(&lim, Subject::User("b", None), t0);
     // Both lockouts hold until t0 + 30 s: no room for c.
     l.record_failure(&lim, c, ms(29_500));
     assert!(l.check(&lim, c, ms(29_500)).is_ok());
@@ -178,7 +182,7 @@ fn a_table_full_of_lockouts_leaves_new_keys_uncounted_and_sweeps_at_most_once_a_
     // A second later the sweep runs and c is counted (and locked: max_failures is 1).
     l.record_failure(&lim, c, ms(30_600));
     assert!(l.check(&lim, c, ms(30_600)).is_err());
-    assert!(l.check(&lim, Subject::User("a"), ms(30_600)).is_ok());
+    assert!(l.check(&lim, Subject::User("a", None), ms(30_600)).is_ok());
     assert_eq!(l.tracked(), 1);
 }
 
@@ -187,7 +191,7 @@ fn the_no_lockout_shortcut_never_hides_one_in_force() {
     // A check skips the table lookup once every lockout set in the table has ended.
     let (l, lim) = (Lockout::default(), limits(1));
     let t0 = Instant::now();
-    let other = Subject::Client("other");
+    let other = Subject::Client("other", None);
     assert_eq!(retry(l.check(&lim, APP, t0)), None);
     l.record_failure(&lim, APP, t0);
     assert_eq!(retry(l.check(&lim, APP, t0 + secs(1))), Some(29));
@@ -206,4 +210,26 @@ fn the_no_lockout_shortcut_never_hides_one_in_force() {
     l.record_failure(&lim, APP, early);
     assert_eq!(retry(l.check(&lim, APP, early + secs(20))), Some(10));
     assert_eq!(retry(l.check(&lim, APP, early + secs(31))), None);
+}
+
+#[test]
+fn a_client_id_or_username_is_locked_from_one_address_only() {
+    let (l, lim, t0) = (Lockout::default(), limits(2), Instant::now());
+    let attacker: IpAddr = "192.0.2.66".parse().unwrap();
+    let owner: IpAddr = "198.51.100.7".parse().unwrap();
+    for _ in 0..2 {
+        l.record_failure(&lim, Subject::Client("app", Some(attacker)), t0);
+        l.record_failure(&lim, Subject::User("alice", Some(attacker)), t0);
+    }
+    assert!(l.check(&lim, Subject::Client("app", Some(attacker)), t0).is_err());
+    assert!(l.check(&lim, Subject::User("alice", Some(attacker)), t0).is_err());
+    assert_eq!(retry(l.check(&lim, Subject::Client("app", Some(owner)), t0)), None);
+    assert_eq!(retry(l.check(&lim, Subject::User("alice", Some(owner)), t0)), None);
+    // The attacker's /64 neighbours share its key, as for addresses.
+    let v6: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+    let v6_neighbour: IpAddr = "2001:db8:1:2::9".parse().unwrap();
+    for _ in 0..2 {
+        l.record_failure(&lim, Subject::Client("app", Some(v6)), t0);
+    }
+    assert!(l.check(&lim, Subject::Client("app", Some(v6_neighbour)), t0).is_err());
 }

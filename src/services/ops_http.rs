@@ -39,6 +39,8 @@ impl OpsApp {
             return (StatusCode::OK, text, b"ok\n".to_vec());
         }
         let index = self.state.tokens.index();
+        let connections = i64::try_from(self.state.connections.open()).unwrap_or(i64::MAX);
+        self.state.metrics.client_connections.set(connections);
         match self
             .state
             .metrics

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use crate::fsutil;
 use async_trait::async_trait;
 use compact_str::CompactString;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -65,8 +66,10 @@ const REFRESH: i64 = 1;
 /// the schema in place.
 pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        fsutil::create_private_dir(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
     }
+    // Client ids, usernames, scopes and token digests: for the owner's eyes only.
+    fsutil::create_private_file(path).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
     purge::enable_incremental_vacuum(&conn).map_err(db_err)?;

@@ -294,4 +294,62 @@ fn a_user_removed_from_the_file_can_no_longer_use_their_tokens() {
     gw.eventually(APPLY_SECS, "bob's token refused", || gw.api(&bob) == 401);
     assert_eq!(gw.introspect("jwt-app", at(&bob))["active"], false);
     assert_eq!(gw.api(&alice), 200, "other users are untouched");
+    let refresh = |answer: &serde_json::Value| {
+        let token = answer["refresh_token"].as_str().unwrap();
+        gw.token("jwt-app", &[("grant_type", "refresh_token"), ("refresh_token", token)])
+    };
+    let r = refresh(&bob);
+    assert_eq!(r.status(), 400, "no new token for a removed user");
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["error"], "invalid_grant");
+    assert_eq!(refresh(&alice).status(), 200);
+}
+
+#[test]
+fn a_scope_taken_from_a_client_stops_its_wider_tokens_and_refreshes() {
+    let gw = Gateway::start(Setup::default());
+    let text = config_text(gw.port, &Setup::default());
+    let wide = gw.token_ok(
+        "jwt-app",
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+            ("scope", "a b"),
+        ],
+    );
+    let narrow = gw.cc_scope("jwt-app", "a");
+    // jwt-app may ask for a, c and orders:read only: b is taken away.
+    let narrowed = text.replacen(
+        "scopes = [\"a\", \"b\", \"c\", \"orders:read\"]",
+        "scopes = [\"a\", \"c\", \"orders:read\"]",
+        1,
+    );
+    assert_ne!(narrowed, text);
+    write(&gw.conf_path(), &narrowed);
+    gw.eventually(APPLY_SECS, "the wider token refused", || gw.api(&wide) == 401);
+    assert_eq!(gw.introspect("jwt-app", at(&wide))["active"], false);
+    assert_eq!(gw.api(&narrow), 200, "a token within the scopes left is untouched");
+    let token = wide["refresh_token"].as_str().unwrap();
+    let r = gw.token("jwt-app", &[("grant_type", "refresh_token"), ("refresh_token", token)]);
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["error"], "invalid_scope");
+    // Given back, the refresh token was not spent by the refusal.
+    write(&gw.conf_path(), &text);
+    gw.eventually(APPLY_SECS, "the scope back", || gw.api(&wide) == 200);
+    let r = gw.token("jwt-app", &[("grant_type", "refresh_token"), ("refresh_token", token)]);
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_file_restored_after_a_refused_reload_is_logged_as_good_again() {
+    let gw = Gateway::start(Setup::default());
+    let good = config_text(gw.port, &Setup::default());
+    write(&gw.conf_path(), &format!("{good}\n[oauth\n"));
+    gw.eventually(APPLY_SECS, "the refusal", || {
+        gw.log().contains("refused, the config in force stays")
+    });
+    write(&gw.conf_path(), &good);
+    gw.eventually(APPLY_SECS, "the all-clear", || {
+        gw.log().contains("is valid again and holds the config in force")
+    });
 }

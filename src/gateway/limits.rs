@@ -50,6 +50,30 @@ pub fn check_head(req: &RequestHeader) -> Result<Option<&[u8]>, Reply> {
     Ok(first.map(|v| v.as_bytes()))
 }
 
+/// Sends the upstream one `Content-Length` value where the client sent a list of identical ones
+/// (`5, 5`, or the header twice), which RFC 9110 section 8.6 lets a recipient accept: an upstream
+/// that reads only the first, or refuses lists, then frames the body as the gateway did. (pingora
+/// refuses a list of differing values before any filter runs.)
+pub fn normalize_content_length(req: &mut RequestHeader) -> pingora::Result<()> {
+    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return Ok(());
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return Ok(());
+    }
+    let single = first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .map(<[u8]>::trim_ascii)
+        .and_then(|v| http::HeaderValue::from_bytes(v).ok());
+    match single {
+        Some(value) => req.insert_header(http::header::CONTENT_LENGTH, value),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +109,20 @@ mod tests {
         assert_eq!(check_head(&h).unwrap_err().status, 431);
         let many: Vec<(&str, &str)> = (0..100).map(|_| ("X-A", &big[..1000])).collect();
         assert_eq!(check_head(&head("/api", &many)).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn a_content_length_list_becomes_one_value() {
+        let mut h = head("/api", &[("Content-Length", "5, 5")]);
+        normalize_content_length(&mut h).unwrap();
+        let all: Vec<_> = h.headers.get_all("content-length").iter().collect();
+        assert_eq!(all, ["5"]);
+        let mut h = head("/api", &[("Content-Length", "5"), ("Content-Length", "5")]);
+        normalize_content_length(&mut h).unwrap();
+        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+        let mut h = head("/api", &[("Content-Length", "7")]);
+        normalize_content_length(&mut h).unwrap();
+        assert_eq!(h.headers["content-length"], "7");
     }
 
     #[test]

@@ -324,6 +324,7 @@ impl ProxyHttp for Gateway {
         if let Some(target) = ctx.upstream_target.take() {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
+        limits::normalize_content_length(upstream_request)?;
         identity::drop_underscored_lookalikes(upstream_request);
         identity::set_headers(upstream_request, ctx.identity.as_deref())?;
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());

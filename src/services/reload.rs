@@ -86,13 +86,20 @@ pub enum Outcome {
 pub struct ConfigFile {
     path: PathBuf,
     in_force: Option<Fingerprint>,
+    /// Whether the last reload was refused: the next good one says the file is good again, so
+    /// the log does not end on an error that no longer holds.
+    last_refused: bool,
 }
 
 impl ConfigFile {
     /// `in_force`: the fingerprint of the file as loaded at start (read before loading it, so a
     /// save in between shows up as a difference).
     pub fn new(path: PathBuf, in_force: Option<Fingerprint>) -> ConfigFile {
-        ConfigFile { path, in_force }
+        ConfigFile {
+            path,
+            in_force,
+            last_refused: false,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -115,12 +122,16 @@ impl ConfigFile {
                     );
                 }
             }
+            Ok(Outcome::Unchanged) if self.last_refused => {
+                log::info!("{path} is valid again and holds the config in force ({trigger})")
+            }
             Ok(Outcome::Unchanged) => log::debug!("{path}: unchanged, nothing to reload ({trigger})"),
             Err(e) => {
                 state.metrics.config_reloads.with_label_values(&["failed"]).inc();
                 log::error!("config reload ({trigger}) refused, the config in force stays: {path}: {e}");
             }
         }
+        self.last_refused = result.is_err();
         result
     }
 

@@ -5,7 +5,7 @@
 #   docker run -p 8080:8080 -p 9091:9091 -v "$PWD/my-conf:/etc/tokengate:ro" \
 #              -v tokengate-data:/var/lib/tokengate tokengate
 #
-# Not built or run on the machine it was written on (no Docker engine there): see README, Docker.
+# Not built or run on the machine it was written on (no Docker engine there): see docs/operations.md, Docker.
 
 # The Rust release must be at least the newest rust-version among the locked dependencies.
 ARG RUST_VERSION=1.95

@@ -147,9 +147,10 @@ proptest! {
         for ((kind, key, _), ms) in ops.iter().zip(offsets) {
             let now = t0 + Duration::from_millis(ms);
             let name = key.to_string();
+            let from = Some(std::net::IpAddr::from([10, 1, 0, (key % 7) as u8]));
             let subject = match kind {
-                0 => Subject::Client(&name),
-                1 => Subject::User(&name),
+                0 => Subject::Client(&name, from),
+                1 => Subject::User(&name, from),
                 _ => Subject::Address(std::net::IpAddr::from([10, 0, (key >> 8) as u8, *key as u8])),
             };
             lockout.record_failure(&limits, subject, now);

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo_upstream;
+pub mod domain;
 pub mod fsutil;
 pub mod gateway;
 pub mod logging;

@@ -12,10 +12,10 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::GrantType;
+use crate::domain::policy::Mode;
 use crate::gateway::bearer::BearerError;
-use crate::oauth::grant_type::GrantType;
-use crate::oauth::policy::Mode;
-use crate::tokens::format::TokenFormat;
 use crate::tokens::lifecycle::SweepReport;
 use crate::tokens::service::{Outcome, RevokeCause};
 

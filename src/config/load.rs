@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use super::file::{ClientEntry, FileConfig, OAuthSection, RenewSection, RouteEntry};
 use super::model::{Client, Config, LockoutSettings, OAuthSettings, ServerSettings, StoreSettings, TlsFiles, User};
-use crate::gateway::forwarded::TrustedProxies;
-use crate::gateway::routes::{Route, RouteTable};
-use crate::oauth::grant_type::{GrantSet, GrantType};
-use crate::oauth::policy::RenewPolicy;
-use crate::tokens::format::TokenFormat;
-use crate::tokens::jwt::JwtAlgorithm;
-use crate::tokens::key::ScopeSet;
+use super::routes::{Route, RouteTable};
+use super::trusted_proxies::TrustedProxies;
+use crate::domain::format::JwtAlgorithm;
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::{GrantSet, GrantType};
+use crate::domain::key::ScopeSet;
+use crate::domain::policy::RenewPolicy;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -366,7 +366,7 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
         return Err(invalid(format!("{key}.path_prefix"), "must start with '/'"));
     }
     // Requests are routed by their normal path, so a prefix in any other form could never match.
-    match crate::gateway::path::normalize(&r.path_prefix) {
+    match crate::domain::path::normalize(&r.path_prefix) {
         Ok(normal) if normal == r.path_prefix => {}
         Ok(normal) => {
             return Err(invalid(

@@ -1,9 +1,11 @@
-//! Configuration: the file as written ([`file`]), the validated model ([`model`]) and the loader
-//! between them ([`load`]).
+//! Configuration: the file as written ([`file`]), the validated model ([`model`], with the route
+//! table in [`routes`]) and the loader between them ([`load`]).
 
 pub mod file;
 pub mod load;
 pub mod model;
+pub mod routes;
+pub mod trusted_proxies;
 
 pub use load::{load_file, parse_str, ConfigError};
 pub use model::Config;

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gateway::forwarded::TrustedProxies;
-use crate::gateway::routes::RouteTable;
-use crate::oauth::grant_type::GrantSet;
-use crate::oauth::policy::RenewPolicy;
-use crate::tokens::format::TokenFormat;
-use crate::tokens::jwt::JwtAlgorithm;
-use crate::tokens::key::{ScopeSet, TokenKey};
+use super::routes::RouteTable;
+use super::trusted_proxies::TrustedProxies;
+use crate::domain::format::JwtAlgorithm;
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::GrantSet;
+use crate::domain::key::{ScopeSet, TokenKey};
+use crate::domain::policy::RenewPolicy;
 
 /// Everything a running gateway is configured with.
 #[derive(Debug, Clone)]

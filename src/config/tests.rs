@@ -1,7 +1,7 @@
 //! Config loading: the bundled example, defaults, and refusals that name the key.
 
 use super::*;
-use crate::oauth::grant_type::{GrantSet, GrantType};
+use crate::domain::grant_type::{GrantSet, GrantType};
 use std::path::Path;
 
 const CLIENT: &str = r#"
@@ -45,7 +45,7 @@ fn defaults_apply_when_sections_are_absent() {
         assert_eq!(p.max_active_tokens, 0);
     }
     let client = &c.clients["c"];
-    assert_eq!(client.token_format, crate::tokens::format::TokenFormat::Jwt);
+    assert_eq!(client.token_format, crate::domain::format::TokenFormat::Jwt);
 }
 
 #[test]

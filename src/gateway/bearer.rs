@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use crate::config::routes::Route;
 use crate::config::Config;
-use crate::gateway::routes::Route;
 use crate::reply::Reply;
 use crate::tokens::record::AccessRecord;
 use crate::tokens::service::TokenService;

@@ -19,46 +19,15 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::FORWARDED;
 use http::{HeaderName, HeaderValue};
-use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
 use super::identity::remove;
+pub use crate::config::trusted_proxies::TrustedProxies;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// `server.trusted_proxies`: the networks of reverse proxies in front of the gateway. Empty by
-/// default: the gateway is the edge and believes no forwarding header.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl TrustedProxies {
-    /// Parses addresses (`10.0.0.7`, `::1`) and networks (`10.0.0.0/8`, `fd00::/8`).
-    pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
-        entries
-            .iter()
-            .map(|e| {
-                e.parse::<IpNet>()
-                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map(|net| net.trunc())
-                    .map_err(|_| format!("{e:?} is not an IP address or network (a.b.c.d/n)"))
-            })
-            .collect::<Result<_, _>>()
-            .map(TrustedProxies)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether `ip` (IPv4-mapped IPv6 read as IPv4) is a trusted proxy.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-}
 
 /// The client's address: `peer`, or, when `peer` is a trusted proxy, the rightmost address in
 /// `X-Forwarded-For` that is not. An entry that is not an address ends the walk at the proxy that

@@ -255,7 +255,7 @@ impl ProxyHttp for Gateway {
         let head = session.req_header();
         let routed = match target::route(head.raw_path(), head.uri.path(), https) {
             Ok(routed) => routed,
-            Err(e) => return self.refuse(session, e.reply()).await,
+            Err(e) => return self.refuse(session, target::refusal(e)).await,
         };
         let path = routed.path.as_deref().unwrap_or(session.req_header().uri.path());
         if let Some(endpoint) = endpoint_of(path) {

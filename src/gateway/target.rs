@@ -7,7 +7,14 @@
 //! with 400, as a server that reads them one way while the upstream reads them another would
 //! let a request skip its route's token check.
 
-use super::path::{self, PathError};
+use crate::domain::path::{self, PathError};
+use crate::reply::Reply;
+
+/// The 400 answer to a target refused by [`route`].
+pub fn refusal(e: PathError) -> Reply {
+    let body = serde_json::json!({"error": "invalid_request", "error_description": e.to_string()});
+    Reply::json_no_store(400, body.to_string())
+}
 
 /// Where a request goes: the path its route is chosen by, and the target the upstream is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +183,13 @@ mod tests {
             route(b"/public/..;/api", "/public/..;/api", false),
             Err(PathError::PathParameter)
         );
+    }
+
+    #[test]
+    fn refusals_answer_400_invalid_request() {
+        let r = refusal(PathError::AboveRoot);
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("\"invalid_request\""));
     }
 
     #[test]

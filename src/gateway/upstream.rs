@@ -68,7 +68,7 @@ pub fn failure_reply(code: u16) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::key::ScopeSet;
+    use crate::domain::key::ScopeSet;
     use std::net::SocketAddr;
     use std::time::Duration;
 

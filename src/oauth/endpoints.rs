@@ -2,9 +2,9 @@
 
 use super::errors::OAuthError;
 use super::token_endpoint::{authenticate, service_error, EndpointRequest};
+use crate::domain::key::TokenKey;
 use crate::reply::Reply;
 use crate::state::AppState;
-use crate::tokens::key::TokenKey;
 use crate::tokens::lifecycle::Revoked;
 use crate::tokens::opaque::OpaqueKind;
 use crate::tokens::record::{now_ms, TokenState};

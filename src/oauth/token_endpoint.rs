@@ -8,17 +8,17 @@ use std::time::Instant;
 use super::client_auth;
 use super::errors::OAuthError;
 use super::form::{self, Form};
-use super::grant_type::GrantType;
 use super::lockout::Subject;
 use super::passwords;
 use crate::config::model::Client;
 use crate::config::Config;
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::GrantType;
+use crate::domain::key::{ScopeSet, TokenKey};
 use crate::metrics::{Bound, Metrics};
 use crate::reply::Reply;
 use crate::state::AppState;
-use crate::tokens::capacity::LiveLimits;
-use crate::tokens::format::TokenFormat;
-use crate::tokens::key::{ScopeSet, TokenKey};
+use crate::tokens::request::LiveLimits;
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
 /// Longest username accepted.

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod expiries;
 pub mod purge;
 pub mod sqlite;
+mod sqlite_sql;
 pub mod timed;
 pub mod writer;
 
@@ -18,9 +19,9 @@ use async_trait::async_trait;
 
 use compact_str::CompactString;
 
-use crate::oauth::grant_type::GrantType;
-use crate::tokens::format::TokenFormat;
-use crate::tokens::record::{FamilyId, TokenId, TokenState};
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::GrantType;
+use crate::domain::ids::{FamilyId, TokenId, TokenState};
 
 /// One access token as stored: no token text, only its id (see [`TokenId`]). The client id and
 /// scope are shared copies and the subject is inline up to 24 bytes, so a row costs no allocation

@@ -1,4 +1,9 @@
 use super::*;
+use crate::domain::ids::{TokenId, TokenState};
+use crate::store::expiries::Expiries;
+use crate::store::sqlite_sql::{apply, load, LOAD_CHUNK_ROWS, SCHEMA};
+use crate::store::{AccessRow, RefreshRow};
+use rusqlite::Connection;
 
 fn row(id: u8, exp: u64) -> AccessRow {
     crate::store::test_row(TokenId([id; 32]), exp)

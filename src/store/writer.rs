@@ -13,7 +13,7 @@ use super::ack::{self, Waiter};
 use super::checkpoint::Checkpoints;
 use super::expiries::Expiries;
 use super::purge::Purge;
-use super::sqlite::{apply, db_err, load, LOAD_CHUNK_ROWS};
+use super::sqlite_sql::{apply, db_err, load, LOAD_CHUNK_ROWS};
 use super::{Snapshot, StoreError, StoreOp};
 
 /// Most jobs folded into one transaction.

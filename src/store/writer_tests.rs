@@ -3,12 +3,13 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::*;
+use crate::domain::ids::TokenId;
 use crate::store::ack::Relays;
 use crate::store::expiries::SEGMENT_ROWS;
 use crate::store::purge;
-use crate::store::sqlite::{open_writer_connection, SqliteStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite_sql::open_writer_connection;
 use crate::store::{AccessRow, TokenStore};
-use crate::tokens::record::TokenId;
 
 fn row(n: u32, expires_at_ms: u64) -> AccessRow {
     let mut id = [0u8; 32];
@@ -137,10 +138,10 @@ async fn an_older_database_is_made_shrinkable_and_keeps_its_tokens() {
     let path = dir.path().join("t.db");
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
+        conn.execute_batch(crate::store::sqlite_sql::SCHEMA).unwrap();
         let ops = inserts(0..3, 99_000);
         let refs: Vec<&StoreOp> = ops.iter().collect();
-        crate::store::sqlite::apply(&conn, &refs, &mut crate::store::expiries::Expiries::default()).unwrap();
+        crate::store::sqlite_sql::apply(&conn, &refs, &mut crate::store::expiries::Expiries::default()).unwrap();
         let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, 0, "SQLite's default: the file never shrinks");
     }

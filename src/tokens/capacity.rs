@@ -11,20 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::index::TokenIndex;
 use super::record::now_ms;
-use super::request::ServiceError;
+use super::request::{LiveLimits, ServiceError};
 
 /// Refusals are logged at most once per this many milliseconds (per bound): a flood must not
 /// flood the log.
 const LOG_EVERY_MS: u64 = 10_000;
-
-/// The bounds, as a token request carries them (from the live config).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LiveLimits {
-    /// Tokens (access and refresh) the index may hold, all clients together; 0 = no limit.
-    pub total: u64,
-    /// Tokens one client may hold; 0 = no limit but `total`.
-    pub per_client: u64,
-}
 
 /// The check, and when each bound last logged.
 #[derive(Default)]

@@ -7,17 +7,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::capacity::LiveLimits;
-use super::format::TokenFormat;
 use super::index::TokenIndex;
 use super::jwt::{JwtAlgorithm, JwtSigner};
-use super::key::{ScopeSet, TokenKey};
 use super::lifecycle::Revoked;
 use super::opaque::OpaqueCodec;
 use super::record::now_ms;
+use super::request::LiveLimits;
 use super::service::{IssueParams, Outcome, ServiceError, TokenService};
-use crate::oauth::grant_type::{GrantSet, GrantType};
-use crate::oauth::policy::{Mode, RenewPolicy};
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::{GrantSet, GrantType};
+use crate::domain::key::{ScopeSet, TokenKey};
+use crate::domain::policy::{Mode, RenewPolicy};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
 

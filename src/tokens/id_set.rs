@@ -12,26 +12,9 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::record::{AccessRecord, RefreshRecord, TokenId};
-
-/// Ids are uniformly random (opaque ids, SHA-256 outputs, and only ids that passed their HMAC
-/// check are looked up), so their first 8 bytes are already a good hash.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-        }
-    }
-}
+use super::record::{AccessRecord, RefreshRecord};
+pub use crate::domain::ids::IdHasher;
+use crate::domain::ids::TokenId;
 
 /// A record that carries its own id.
 pub trait Identified {

@@ -19,10 +19,10 @@ use dashmap::DashMap;
 use super::client_counts::ClientCounts;
 use super::id_set::IdSet;
 use super::intern::Interner;
-use super::key::{ScopeSet, TokenKey};
+use super::record::SlotEntry;
 use super::record::{AccessRecord, RefreshRecord, TokenId};
-use super::slot::SlotEntry;
-pub use super::slot::{KeySlot, KeyState};
+pub use super::record::{KeySlot, KeyState};
+use crate::domain::key::{ScopeSet, TokenKey};
 
 /// The index itself.
 #[derive(Default)]

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+pub use crate::domain::format::JwtAlgorithm;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -15,30 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-
-/// The JWS algorithms tokengate signs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlgorithm {
-    RS256,
-    ES256,
-    EdDSA,
-}
-
-impl JwtAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JwtAlgorithm::RS256 => "RS256",
-            JwtAlgorithm::ES256 => "ES256",
-            JwtAlgorithm::EdDSA => "EdDSA",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<JwtAlgorithm> {
-        [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA]
-            .into_iter()
-            .find(|a| a.as_str() == name)
-    }
-}
 
 /// Why the signing key could not be loaded, generated or used.
 #[derive(Debug, thiserror::Error)]

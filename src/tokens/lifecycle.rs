@@ -5,11 +5,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::index::KeyState;
-use super::key::{ScopeSet, TokenKey};
 use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
-use crate::oauth::grant_type::GrantType;
+use crate::domain::grant_type::GrantType;
+use crate::domain::key::{ScopeSet, TokenKey};
 use crate::store::{Ack, Snapshot, StoreError, StoreOp};
 
 /// What a revocation request found.

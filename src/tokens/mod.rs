@@ -4,12 +4,10 @@
 
 pub mod capacity;
 pub mod client_counts;
-pub mod format;
 pub mod id_set;
 pub mod index;
 pub mod intern;
 pub mod jwt;
-pub mod key;
 pub mod lifecycle;
 pub mod opaque;
 mod presign;
@@ -17,7 +15,9 @@ pub mod record;
 pub mod request;
 pub mod rows;
 pub mod service;
-pub mod slot;
 
 #[cfg(test)]
 mod engine_tests;
+
+/// Where these lived before the domain layer took them (kept for existing users).
+pub use crate::domain::{format, key};

@@ -9,12 +9,12 @@ use base64::Engine;
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
-use super::format::TokenFormat;
 use super::index::KeySlot;
 use super::jwt::{AccessClaims, JwtAlgorithm, JwtSigner, KeyError};
-use super::key::TokenKey;
 use super::record::{now_ms, TokenId};
 use super::request::{IssueParams, ServiceError};
+use crate::domain::format::TokenFormat;
+use crate::domain::key::TokenKey;
 
 /// A JWT signed for a request, waiting for the key's lock.
 pub(super) struct Presigned {

@@ -1,12 +1,20 @@
 //! What a token request asks the engine for, and what it gets back.
 
-use super::capacity::LiveLimits;
-use super::format::TokenFormat;
 use super::jwt::KeyError;
-use super::key::ScopeSet;
-use crate::oauth::grant_type::GrantType;
-use crate::oauth::policy::{Mode, RenewPolicy};
+use crate::domain::format::TokenFormat;
+use crate::domain::grant_type::GrantType;
+use crate::domain::key::ScopeSet;
+use crate::domain::policy::{Mode, RenewPolicy};
 use crate::store::StoreError;
+
+/// The bounds, as a token request carries them (from the live config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// Tokens (access and refresh) the index may hold, all clients together; 0 = no limit.
+    pub total: u64,
+    /// Tokens one client may hold; 0 = no limit but `total`.
+    pub per_client: u64,
+}
 
 /// What a token request asks for, after client authentication and scope checks.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! The token engine: issue, refresh and revoke under the key's mutex, durable before answered.
 //!
-//! Protocol for every change: take the key's mutex, decide (see [`crate::oauth::policy`]),
+//! Protocol for every change: take the key's mutex, decide (see [`crate::domain::policy`]),
 //! publish the new records and state changes to the index, submit the store operations (the
 //! store applies submissions in order), release the mutex, then wait for the durable ack before
 //! answering. The mutex is held for microseconds, never across a signature or an fsync, so
@@ -23,7 +23,7 @@ use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::presign::{presign, Presigned};
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenId, TokenState};
 use super::rows::{access_row, refresh_row};
-use crate::oauth::policy::{decide, ActiveToken, Decision, Mode, Retire};
+use crate::domain::policy::{decide, ActiveToken, Decision, Mode, Retire};
 use crate::store::{Ack, StoreOp, TokenStore};
 
 pub use super::request::{IssueParams, Issued, Outcome, RevokeCause, ServiceError};

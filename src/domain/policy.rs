@@ -2,8 +2,8 @@
 //! asks for another. A pure function of the key's active tokens, the policy and the clock, so
 //! every row of the table is unit-tested without sockets, stores or time passing.
 
-use crate::oauth::grant_type::{GrantSet, GrantType};
-use crate::tokens::format::TokenFormat;
+use super::format::TokenFormat;
+use super::grant_type::{GrantSet, GrantType};
 
 /// `[oauth.<format>.renew_token_without_revoking_existing]`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

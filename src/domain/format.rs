@@ -1,4 +1,4 @@
-//! Token formats a client can be given.
+//! Token formats a client can be given, and the algorithms a JWT is signed with.
 
 use std::fmt;
 
@@ -31,5 +31,29 @@ impl TokenFormat {
 impl fmt::Display for TokenFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The JWS algorithms tokengate signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::ES256 => "ES256",
+            JwtAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<JwtAlgorithm> {
+        [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA]
+            .into_iter()
+            .find(|a| a.as_str() == name)
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::tokens::key::ScopeSet;
+use crate::domain::key::ScopeSet;
 
 /// One `[[routes]]` entry, validated.
 #[derive(Debug, Clone, PartialEq)]

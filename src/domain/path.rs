@@ -14,8 +14,6 @@
 
 use std::borrow::Cow;
 
-use crate::reply::Reply;
-
 /// Why a path is refused (400 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -31,14 +29,6 @@ pub enum PathError {
     Ambiguous,
     #[error("the request path climbs above the root")]
     AboveRoot,
-}
-
-impl PathError {
-    /// The 400 answer.
-    pub fn reply(self) -> Reply {
-        let body = serde_json::json!({"error": "invalid_request", "error_description": self.to_string()});
-        Reply::json_no_store(400, body.to_string())
-    }
 }
 
 /// Whether `path` is already in normal form (the common case: nothing to copy).
@@ -218,12 +208,5 @@ mod tests {
         ] {
             assert_eq!(normalize(p), Err(e), "{p}");
         }
-    }
-
-    #[test]
-    fn refusals_answer_400_invalid_request() {
-        let r = PathError::AboveRoot.reply();
-        assert_eq!(r.status, 400);
-        assert!(String::from_utf8_lossy(&r.body).contains("\"invalid_request\""));
     }
 }

@@ -15,7 +15,6 @@ use prometheus::{
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::policy::Mode;
-use crate::gateway::bearer::BearerError;
 use crate::tokens::lifecycle::SweepReport;
 use crate::tokens::service::{Outcome, RevokeCause};
 
@@ -90,13 +89,23 @@ fn bound_index(bound: Bound) -> usize {
     }
 }
 
-fn validation_index(result: Result<(), &BearerError>) -> usize {
+/// The result of one bearer check at the gateway, as `tokengate_validations_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    Ok,
+    Missing,
+    Malformed,
+    Invalid,
+    InsufficientScope,
+}
+
+fn validation_index(result: Validation) -> usize {
     match result {
-        Ok(()) => 0,
-        Err(BearerError::Missing) => 1,
-        Err(BearerError::Malformed(_)) => 2,
-        Err(BearerError::Invalid) => 3,
-        Err(BearerError::InsufficientScope(_)) => 4,
+        Validation::Ok => 0,
+        Validation::Missing => 1,
+        Validation::Malformed => 2,
+        Validation::Invalid => 3,
+        Validation::InsufficientScope => 4,
     }
 }
 
@@ -328,7 +337,7 @@ impl Metrics {
     }
 
     /// Counts one bearer validation at the gateway.
-    pub fn validated(&self, result: Result<(), &BearerError>) {
+    pub fn validated(&self, result: Validation) {
         self.validated[validation_index(result)].inc();
     }
 

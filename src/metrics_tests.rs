@@ -35,8 +35,8 @@ fn increments_land_on_their_labels() {
     m.issued(GrantType::Password, TokenFormat::Jwt, Outcome::New(Mode::Multi));
     m.issued(GrantType::ClientCredentials, TokenFormat::Opaque, Outcome::Reused);
     m.revoked(RevokeCause::Cap, 2);
-    m.validated(Err(&BearerError::Invalid));
-    m.validated(Ok(()));
+    m.validated(Validation::Invalid);
+    m.validated(Validation::Ok);
     m.client_auth_failed(0);
     m.tokens_refused(Bound::Client);
     let t = text(&m);
@@ -54,7 +54,7 @@ fn increments_land_on_their_labels() {
 fn two_gateways_in_one_process_do_not_share_metrics() {
     let a = Metrics::new().unwrap();
     let b = Metrics::new().unwrap();
-    a.validated(Ok(()));
+    a.validated(Validation::Ok);
     assert!(text(&b).contains(r#"tokengate_validations_total{result="ok"} 0"#));
 }
 

@@ -1,20 +1,20 @@
 //! The gateway's shared state, built once in `main` and passed around as `Arc`: the live config
 //! (swapped whole on reload) and the token engine.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::gateway::connections::ConnectionCount;
 use crate::metrics::Metrics;
+use crate::oauth::deps::OAuthDeps;
 use crate::oauth::documents;
 use crate::oauth::lockout::Lockout;
-use crate::oauth::passwords;
-use crate::store::sqlite::SqliteStore;
+use crate::oauth::passwords::PasswordChecker;
 use crate::store::timed::TimedStore;
-use crate::store::{StoreError, TokenStore};
+use crate::store::{self, StoreError, TokenStore};
 use crate::tokens::index::TokenIndex;
 use crate::tokens::jwt::{previous_key_jwk, JwtSigner, KeyError};
 use crate::tokens::opaque::{OpaqueCodec, ServerKeyError};
@@ -54,16 +54,13 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     /// RFC 7517 key set, fixed for the process's life.
     pub jwks: Bytes,
-    /// A hash of a random password, verified against for unknown users so that a missing user
-    /// costs the same time as a wrong password.
-    pub dummy_password_hash: String,
     pub metrics: Metrics,
     /// Brute-force counters of the OAuth endpoints; outside `Live` so a reload keeps them.
     pub lockout: Lockout,
     /// Client connections open on the proxy listener (bounded by `server.max_connections`).
     pub connections: ConnectionCount,
-    /// Permits for concurrent argon2 checks (each holds ~19 MiB and a core for tens of ms).
-    pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Resource owners' password checks (argon2id, a bounded number at once).
+    pub passwords: PasswordChecker,
 }
 
 impl AppState {
@@ -78,29 +75,36 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let codec = OpaqueCodec::load_or_create(&config.oauth.server_key)?;
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
-        let sqlite: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&config.store.path)?);
-        let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(sqlite, metrics.store_write_seconds.clone()));
+        let backend = store::open(&config.store.backend)?;
+        let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(backend, metrics.store_write_seconds.clone()));
         let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
         let (access, refresh) = tokens.restore().await?;
         log::info!(
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
-            config.store.path.display()
+            config.store.backend.describe()
         );
         let jwks = Bytes::from(tokens.signer().jwks(&previous).to_string());
-        let dummy_password_hash =
-            passwords::hash_password(&hex::encode(rand::random::<[u8; 16]>())).map_err(StartError::Other)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let passwords = PasswordChecker::new(cores).map_err(StartError::Other)?;
         Ok(Arc::new(AppState {
             live: ArcSwap::from_pointee(Live::new(config)),
             tokens,
             jwks,
-            dummy_password_hash,
             metrics,
             lockout: Lockout::default(),
             connections: ConnectionCount::default(),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            passwords,
         }))
+    }
+
+    /// What the OAuth endpoints use of this state.
+    pub fn oauth(&self) -> OAuthDeps<'_> {
+        OAuthDeps {
+            tokens: &self.tokens,
+            lockout: &self.lockout,
+            metrics: &self.metrics,
+            passwords: &self.passwords,
+        }
     }
 
     /// The config in force now.
@@ -122,5 +126,59 @@ impl AppState {
         config.keep_start_only_settings(&running.config);
         self.live.store(Arc::new(Live::new(config)));
         restart
+    }
+}
+
+/// Counts open connections against a bound read from the live config.
+#[derive(Debug, Default)]
+pub struct ConnectionCount {
+    open: AtomicUsize,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    count: &'a ConnectionCount,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.count.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionCount {
+    /// Counts one more connection, unless `max` are open already.
+    pub fn try_open(&self, max: usize) -> Option<Permit<'_>> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Permit { count: self })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_up_to_the_bound() {
+        let count = ConnectionCount::default();
+        let a = count.try_open(2).unwrap();
+        let b = count.try_open(2).unwrap();
+        assert!(count.try_open(2).is_none());
+        assert_eq!(count.open(), 2);
+        drop(a);
+        let _c = count.try_open(2).unwrap();
+        assert!(count.try_open(2).is_none());
+        // A reload that raises the bound lets more in at once.
+        let _d = count.try_open(3).unwrap();
+        drop(b);
+        assert_eq!(count.open(), 2);
     }
 }

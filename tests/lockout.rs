@@ -198,7 +198,7 @@ fn failures_are_counted_per_endpoint_and_survive_a_config_swap() {
             body: b"token=x",
             peer: Some("192.0.2.1".parse().unwrap()),
         };
-        authenticate(&state, &live.config, &req, endpoint).map(|_| ())
+        authenticate(state.oauth(), &live.config, &req, endpoint).map(|_| ())
     };
 
     assert_eq!(run(&wrong, "revoke"), Err(OAuthError::InvalidClient));

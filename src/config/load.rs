@@ -16,6 +16,7 @@ use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::ScopeSet;
 use crate::domain::policy::RenewPolicy;
+use crate::store::Backend;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +152,13 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         return Err(invalid("store.sweep_interval_secs", "must be at least 1"));
     }
     let store = StoreSettings {
-        path: file
-            .store
-            .path
-            .map(|p| resolve(base, &p))
-            .unwrap_or_else(|| data_dir.join("tokens.db")),
+        backend: Backend::Sqlite {
+            path: file
+                .store
+                .path
+                .map(|p| resolve(base, &p))
+                .unwrap_or_else(|| data_dir.join("tokens.db")),
+        },
         sweep_interval: Duration::from_secs(sweep),
     };
 

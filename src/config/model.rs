@@ -15,6 +15,7 @@ use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantSet;
 use crate::domain::key::{ScopeSet, TokenKey};
 use crate::domain::policy::RenewPolicy;
+use crate::store::Backend;
 
 /// Everything a running gateway is configured with.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ pub struct TlsFiles {
 /// `[store]`. Read at start only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreSettings {
-    pub path: PathBuf,
+    pub backend: Backend,
     pub sweep_interval: Duration,
 }
 
@@ -185,7 +186,7 @@ impl Config {
                 "server.shutdown_timeout_secs",
                 a.shutdown_timeout_secs != b.shutdown_timeout_secs,
             ),
-            ("store.path", self.store.path != other.store.path),
+            ("store.path", self.store.backend != other.store.backend),
             (
                 "store.sweep_interval_secs",
                 self.store.sweep_interval != other.store.sweep_interval,

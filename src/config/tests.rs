@@ -38,7 +38,12 @@ fn defaults_apply_when_sections_are_absent() {
     assert_eq!(c.server.upstream_timeout.as_secs(), 60);
     assert!(c.server.trusted_proxies.is_empty(), "no proxy is trusted by default");
     assert_eq!(c.oauth.access_token_ttl_secs, 3600);
-    assert_eq!(c.store.path, Path::new("/base/data/tokens.db"));
+    assert_eq!(
+        c.store.backend,
+        crate::store::Backend::Sqlite {
+            path: Path::new("/base/data/tokens.db").into()
+        }
+    );
     for p in [&c.oauth.jwt_policy, &c.oauth.opaque_policy] {
         assert!(!p.enable);
         assert_eq!(p.allowed_grant_types, GrantSet::of(&[GrantType::ClientCredentials]));

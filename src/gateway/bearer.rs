@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::config::routes::Route;
 use crate::config::Config;
+use crate::metrics::Validation;
 use crate::reply::Reply;
 use crate::tokens::record::AccessRecord;
 use crate::tokens::service::TokenService;
@@ -40,6 +41,16 @@ impl BearerError {
             BearerError::Malformed(_) => "malformed",
             BearerError::Invalid => "invalid",
             BearerError::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+
+    /// How `tokengate_validations_total` counts it.
+    pub fn validation(&self) -> Validation {
+        match self {
+            BearerError::Missing => Validation::Missing,
+            BearerError::Malformed(_) => Validation::Malformed,
+            BearerError::Invalid => Validation::Invalid,
+            BearerError::InsufficientScope(_) => Validation::InsufficientScope,
         }
     }
 

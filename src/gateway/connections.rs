@@ -11,7 +11,6 @@
 //! connection's whole life (pingora serves all the requests of a keep-alive connection in one
 //! `process_new` call).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,39 +34,6 @@ Content-Length: 85\r\n\
 
 /// How long the refusal may take to write before the connection is simply closed.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Counts open connections against a bound read from the live config.
-#[derive(Debug, Default)]
-pub struct ConnectionCount {
-    open: AtomicUsize,
-}
-
-/// One counted connection; uncounted when dropped.
-#[derive(Debug)]
-pub struct Permit<'a> {
-    count: &'a ConnectionCount,
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        self.count.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ConnectionCount {
-    /// Counts one more connection, unless `max` are open already.
-    pub fn try_open(&self, max: usize) -> Option<Permit<'_>> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| Permit { count: self })
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-}
 
 /// The proxy application `A` behind the connection bound.
 pub struct ConnectionLimit<A> {
@@ -120,22 +86,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connections_are_counted_up_to_the_bound() {
-        let count = ConnectionCount::default();
-        let a = count.try_open(2).unwrap();
-        let b = count.try_open(2).unwrap();
-        assert!(count.try_open(2).is_none());
-        assert_eq!(count.open(), 2);
-        drop(a);
-        let _c = count.try_open(2).unwrap();
-        assert!(count.try_open(2).is_none());
-        // A reload that raises the bound lets more in at once.
-        let _d = count.try_open(3).unwrap();
-        drop(b);
-        assert_eq!(count.open(), 2);
-    }
 
     #[test]
     fn the_refusal_is_a_whole_http_answer() {

@@ -14,13 +14,14 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use super::bearer;
+use super::bearer::{self, BearerError};
 use super::forwarded::{self, TrustedProxies};
 use super::identity;
 use super::limits;
 use super::routes::Route;
 use super::target;
 use super::upstream::{error_status, failure_reply, peer_for};
+use crate::metrics::Validation;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
 use crate::oauth::token_endpoint::EndpointRequest;
@@ -195,15 +196,16 @@ impl Gateway {
                         body: &body,
                         peer,
                     };
-                    let state = &self.state;
+                    let live = self.state.live();
+                    let (deps, config) = (self.state.oauth(), &live.config);
                     // Client authentication failures are counted where they happen, in
                     // `token_endpoint::authenticate`.
                     let result = match endpoint {
-                        Endpoint::Token => token_endpoint::token(state, req)
+                        Endpoint::Token => token_endpoint::token(deps, config, req)
                             .await
                             .map(|i| token_endpoint::success(&i)),
-                        Endpoint::Revoke => endpoints::revoke(state, req).await.map(|(r, _)| r),
-                        _ => endpoints::introspect(state, req).await,
+                        Endpoint::Revoke => endpoints::revoke(deps, config, req).await.map(|(r, _)| r),
+                        _ => endpoints::introspect(deps, config, req).await,
                     };
                     result.unwrap_or_else(|e| e.reply())
                 }
@@ -270,7 +272,8 @@ impl ProxyHttp for Gateway {
         };
         if route.auth {
             let result = bearer::authorize(&self.state.tokens, &live.config, route, authorization, now_ms());
-            self.state.metrics.validated(result.as_ref().map(|_| ()));
+            let counted = result.as_ref().map_or_else(BearerError::validation, |_| Validation::Ok);
+            self.state.metrics.validated(counted);
             match result {
                 Ok(rec) => ctx.identity = Some(rec),
                 Err(e) => return self.refuse(session, e.reply()).await,

@@ -1,10 +1,11 @@
 //! `POST /oauth2/revoke` (RFC 7009) and `POST /oauth2/introspect` (RFC 7662).
 
+use super::deps::OAuthDeps;
 use super::errors::OAuthError;
 use super::token_endpoint::{authenticate, service_error, EndpointRequest};
+use crate::config::Config;
 use crate::domain::key::TokenKey;
 use crate::reply::Reply;
-use crate::state::AppState;
 use crate::tokens::lifecycle::Revoked;
 use crate::tokens::opaque::OpaqueKind;
 use crate::tokens::record::{now_ms, TokenState};
@@ -22,25 +23,26 @@ fn token_param(form: &super::form::Form) -> Result<&str, OAuthError> {
 }
 
 /// Revokes a token the authenticated client owns. Unknown tokens answer 200 too.
-pub async fn revoke(state: &AppState, req: EndpointRequest<'_>) -> Result<(Reply, Revoked), OAuthError> {
-    let live = state.live();
-    let (form, client) = authenticate(state, &live.config, &req, "revoke")?;
+pub async fn revoke(
+    deps: OAuthDeps<'_>,
+    config: &Config,
+    req: EndpointRequest<'_>,
+) -> Result<(Reply, Revoked), OAuthError> {
+    let (form, client) = authenticate(deps, config, &req, "revoke")?;
     let token = token_param(&form)?;
-    let what = state.tokens.revoke(&client.id, token).await.map_err(service_error)?;
+    let what = deps.tokens.revoke(&client.id, token).await.map_err(service_error)?;
     if what != Revoked::Nothing {
-        state.metrics.revoked(RevokeCause::Request, 1);
+        deps.metrics.revoked(RevokeCause::Request, 1);
     }
     Ok((Reply::empty(200), what))
 }
 
 /// Tells an authenticated client whether a token is active, and what it carries.
-pub async fn introspect(state: &AppState, req: EndpointRequest<'_>) -> Result<Reply, OAuthError> {
-    let live = state.live();
-    let config = &live.config;
-    let (form, _client) = authenticate(state, config, &req, "introspect")?;
+pub async fn introspect(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_>) -> Result<Reply, OAuthError> {
+    let (form, _client) = authenticate(deps, config, &req, "introspect")?;
     let token = token_param(&form)?;
     let now = now_ms();
-    let tokens = &state.tokens;
+    let tokens = deps.tokens;
     let inactive = || Reply::json_no_store(200, r#"{"active":false}"#);
     if let Some(rec) = tokens.access_id(token).and_then(|id| tokens.index().access(&id)) {
         if !rec.is_valid_at(now) || !config.permits(&rec.key) {

@@ -2,6 +2,7 @@
 //! Plain Rust, unaware of pingora: it takes parsed inputs and returns replies.
 
 pub mod client_auth;
+pub mod deps;
 pub mod documents;
 pub mod endpoints;
 pub mod errors;

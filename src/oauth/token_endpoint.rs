@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client_auth;
+use super::deps::OAuthDeps;
 use super::errors::OAuthError;
 use super::form::{self, Form};
 use super::lockout::Subject;
-use super::passwords;
 use crate::config::model::Client;
 use crate::config::Config;
 use crate::domain::format::TokenFormat;
@@ -17,7 +17,6 @@ use crate::domain::grant_type::GrantType;
 use crate::domain::key::{ScopeSet, TokenKey};
 use crate::metrics::{Bound, Metrics};
 use crate::reply::Reply;
-use crate::state::AppState;
 use crate::tokens::request::LiveLimits;
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
@@ -45,7 +44,7 @@ pub struct EndpointRequest<'a> {
 /// is checked. Failures count against the address and, when the id is configured, the (address,
 /// client id) pair.
 pub fn authenticate<'c>(
-    state: &AppState,
+    deps: OAuthDeps<'_>,
     config: &'c Config,
     req: &EndpointRequest<'_>,
     endpoint: &'static str,
@@ -54,20 +53,20 @@ pub fn authenticate<'c>(
     let now = Instant::now();
     let address = req.peer.map(Subject::Address);
     if let Some(a) = address {
-        state.lockout.check(limits, a, now)?;
+        deps.lockout.check(limits, a, now)?;
     }
     form::check_content_type(req.content_type)?;
     let form = form::parse(req.body)?;
     let failed = |client: Option<Subject<'_>>, e: OAuthError| {
         if e == OAuthError::InvalidClient {
             for s in address.into_iter().chain(client) {
-                state.lockout.record_failure(limits, s, now);
+                deps.lockout.record_failure(limits, s, now);
             }
             let slot = crate::metrics::AUTH_ENDPOINTS
                 .iter()
                 .position(|e| *e == endpoint)
                 .unwrap_or(0);
-            state.metrics.client_auth_failed(slot);
+            deps.metrics.client_auth_failed(slot);
         }
         e
     };
@@ -77,17 +76,15 @@ pub fn authenticate<'c>(
         .contains_key(&creds.client_id)
         .then_some(Subject::Client(&creds.client_id, req.peer));
     if let Some(c) = client {
-        state.lockout.check(limits, c, now)?;
+        deps.lockout.check(limits, c, now)?;
     }
     let verified = client_auth::verify(config, &creds).map_err(|e| failed(client, e))?;
     Ok((form, verified))
 }
 
 /// Handles a token request; the answer is success JSON or an RFC 6749 section 5.2 error.
-pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued, OAuthError> {
-    let live = state.live();
-    let config = &live.config;
-    let (form, client) = authenticate(state, config, &req, "token")?;
+pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_>) -> Result<Issued, OAuthError> {
+    let (form, client) = authenticate(deps, config, &req, "token")?;
     let grant = GrantType::parse(form.require("grant_type")?).ok_or(OAuthError::UnsupportedGrantType)?;
     if !client.grant_types.contains(grant) {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -116,7 +113,7 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
             if client.refresh_tokens_for_client_credentials {
                 params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
             }
-            state.tokens.issue(params).await
+            deps.tokens.issue(params).await
         }
         GrantType::Password => {
             let username = form.require("username")?;
@@ -126,10 +123,10 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
             }
             params.scope = requested_scope(&form, client)?;
             let user = Subject::User(username, req.peer);
-            state.lockout.check(&oauth.lockout, user, Instant::now())?;
-            if let Err(e) = verify_user(state, config, username, password).await {
+            deps.lockout.check(&oauth.lockout, user, Instant::now())?;
+            if let Err(e) = verify_user(deps, config, username, password).await {
                 if matches!(e, OAuthError::InvalidGrant(_)) {
-                    state.lockout.record_failure(&oauth.lockout, user, Instant::now());
+                    deps.lockout.record_failure(&oauth.lockout, user, Instant::now());
                 }
                 return Err(e);
             }
@@ -137,20 +134,19 @@ pub async fn token(state: &AppState, req: EndpointRequest<'_>) -> Result<Issued,
             if client.grant_types.contains(GrantType::RefreshToken) {
                 params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
             }
-            state.tokens.issue(params).await
+            deps.tokens.issue(params).await
         }
         GrantType::RefreshToken => {
             let refresh_token = form.require("refresh_token")?;
             let scope = form.get("scope").map(parse_scope).transpose()?;
             params.refresh_ttl_secs = Some(oauth.refresh_token_ttl_secs);
             let still_allowed = |key: &TokenKey| refresh_still_allowed(config, key);
-            state
-                .tokens
+            deps.tokens
                 .refresh(refresh_token, scope.as_ref(), params, &still_allowed)
                 .await
         }
     };
-    count(&state.metrics, grant, client.token_format, &result);
+    count(deps.metrics, grant, client.token_format, &result);
     // Room comes back as tokens are revoked or expire; the sweeper runs this often.
     let retry_after_secs = config.store.sweep_interval.as_secs().max(1);
     result.map_err(|e| match e {
@@ -258,31 +254,12 @@ fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, OAuthError>
     }
 }
 
-/// Checks a resource owner's password off the async threads (argon2id takes tens of ms of one
-/// core: on a worker thread it would stall the proxied traffic sharing it), at most
-/// `state.password_checks` at a time so a flood of logins cannot take all memory and cores. The
-/// permit travels with the blocking task, so a cancelled request still holds it until the check
-/// ends. Unknown users cost the same as known ones.
-async fn verify_user(state: &AppState, config: &Config, username: &str, password: &str) -> Result<(), OAuthError> {
-    let (known, hash) = match config.users.get(username) {
-        Some(u) => (true, u.password_hash.clone()),
-        None => (false, state.dummy_password_hash.clone()),
-    };
-    let password = password.to_string();
-    let permit = Arc::clone(&state.password_checks)
-        .acquire_owned()
-        .await
-        .map_err(|_| OAuthError::ServerError)?;
-    let ok = tokio::task::spawn_blocking(move || {
-        let ok = passwords::verify_password(&password, &hash);
-        drop(permit);
-        ok
-    })
-    .await
-    .map_err(|_| OAuthError::ServerError)?;
-    if known && ok {
-        Ok(())
-    } else {
-        Err(OAuthError::InvalidGrant("invalid resource owner credentials".into()))
+/// Checks a resource owner's password ([`PasswordChecker`](super::passwords::PasswordChecker)).
+async fn verify_user(deps: OAuthDeps<'_>, config: &Config, username: &str, password: &str) -> Result<(), OAuthError> {
+    let known = config.users.get(username).map(|u| u.password_hash.as_str());
+    match deps.passwords.verify(known, password).await {
+        Some(true) => Ok(()),
+        Some(false) => Err(OAuthError::InvalidGrant("invalid resource owner credentials".into())),
+        None => Err(OAuthError::ServerError),
     }
 }

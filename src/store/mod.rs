@@ -4,7 +4,11 @@
 
 pub mod ack;
 pub mod checkpoint;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod expiries;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod purge;
 pub mod sqlite;
 mod sqlite_sql;
@@ -12,6 +16,7 @@ pub mod timed;
 pub mod writer;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -128,6 +133,29 @@ pub trait TokenStore: Send + Sync + 'static {
     }
     /// Deletes tokens that can never be valid again; returns how many rows went.
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// The store backing a gateway (`[store]`): the one place a backend is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite database at `path` (`store.path`).
+    Sqlite { path: PathBuf },
+}
+
+impl Backend {
+    /// Where the tokens are, for log lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// Opens the store `backend` names: the only code that knows the backends apart.
+pub fn open(backend: &Backend) -> Result<Arc<dyn TokenStore>, StoreError> {
+    match backend {
+        Backend::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+    }
 }
 
 /// An active access token's row, for tests of the stores.

@@ -195,3 +195,14 @@ async fn the_old_expiry_indexes_are_dropped_at_open() {
     );
     assert_eq!(s.load_all(5_000).await.unwrap().access.len(), 1);
 }
+
+#[tokio::test]
+async fn conforms() {
+    crate::store::conformance::run_all(|| {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        Box::new(move || -> std::sync::Arc<dyn TokenStore> {
+            std::sync::Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap())
+        })
+    })
+    .await;
+}

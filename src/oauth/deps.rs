@@ -1,0 +1,17 @@
+//! What the OAuth endpoints use of the running gateway, and nothing more: the token engine, the
+//! brute-force counters, the metrics and the password checker. The live config is passed per
+//! request beside it. The endpoints are unit-tested with these alone, without a socket or a file.
+
+use super::lockout::Lockout;
+use super::passwords::PasswordChecker;
+use crate::metrics::Metrics;
+use crate::tokens::service::TokenService;
+
+/// The endpoints' dependencies, borrowed from the gateway's state for one request.
+#[derive(Clone, Copy)]
+pub struct OAuthDeps<'a> {
+    pub tokens: &'a TokenService,
+    pub lockout: &'a Lockout,
+    pub metrics: &'a Metrics,
+    pub passwords: &'a PasswordChecker,
+}

@@ -142,7 +142,7 @@ for md in sys.argv[1:]:
 for e in errors:
     print(e)
 if errors:
-    print(f"check-links: {len(errors)} broken link(s)", file=sys.stderr)
+    print(f"check-links: {len(errors)} broken link(s)")
     sys.exit(1)
 print(f"check-links: {len(sys.argv) - 1} Markdown file(s), every relative link resolves")
 PY

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the relative links of every Markdown file in the repository (README.md, CONTRIBUTING.md,
-# docs/, benches/, ...): each must name a file or folder that exists in the repository, and a
-# `#fragment` must name a heading (or an explicit anchor) of the Markdown file it points at.
+# Checks the relative links of every Markdown file of the project (README.md, CONTRIBUTING.md,
+# docs/, benches/, ...; not the third-party sources in vendor/): each must name a file or folder
+# that exists in the repository, and a `#fragment` must name a heading (or an explicit anchor) of
+# the Markdown file it points at.
 # A link that leaves the repository's tree (through `..`, or an absolute file path) is an error,
 # since a user who clones the project has nothing outside it. Links with a scheme (https:, mailto:)
 # are not fetched.
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 if (($#)); then
   files=("$@")
 else
-  mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.md' | sort -u)
+  # vendor/ holds third-party sources as published; their links are not ours to keep.
+  mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.md' ':!vendor/' | sort -u)
 fi
 
 python3 - "${files[@]}" <<'PY'

@@ -15,26 +15,7 @@ pub fn peer_for(route: &Route, server: &ServerSettings) -> HttpPeer {
     peer.options.connection_timeout = Some(server.upstream_connect_timeout);
     peer.options.read_timeout = Some(server.upstream_timeout);
     peer.options.write_timeout = Some(server.upstream_timeout);
-    peer.group_key = worker_thread_key();
     peer
-}
-
-thread_local! {
-    /// This worker thread's [`worker_thread_key`], computed once.
-    static WORKER_THREAD_KEY: u64 = {
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(std::thread::current().id())
-    };
-}
-
-/// A key for this worker thread, which keeps each thread's idle upstream connections in a pool
-/// slot of their own. pingora 0.9 watches an idle pooled connection with a task on the thread
-/// that released it; taken from another thread the moment that task lets go of it, the
-/// connection can still be held by the task (`Arc::try_unwrap` fails), and pingora drops it,
-/// logs "failed to acquire reusable stream" as an error and connects again. Within one thread
-/// (each worker runs its own single-threaded runtime) the task has always let go.
-fn worker_thread_key() -> u64 {
-    WORKER_THREAD_KEY.with(|key| *key)
 }
 
 /// The status answered when proxying fails: pingora's choice (502 for any upstream failure,

@@ -1,5 +1,5 @@
 //! tokengate: an OAuth2 token gateway on pingora with WSO2's "multiple active access tokens"
-//! renewal policy. See README.md's ARCHITECTURE section for the map.
+//! renewal policy. See docs/architecture.md for the module map and its layers.
 
 pub mod config;
 pub mod demo_upstream;

@@ -30,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "tokengate", version, about)]
 struct Cli {
     /// The config file.
-    #[arg(short, long, default_value = "conf/gateway.toml", global = true)]
+    #[arg(short, long, default_value = "conf/gateway.toml")]
     conf: PathBuf,
     /// Validate the config, print what is wrong, exit 0 (valid) or 1.
     #[arg(long)]
@@ -204,8 +204,8 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let conf = ServerConf {
         threads: s.threads,
         // One current-thread runtime per worker thread instead of a work-stealing one: proxied
-        // requests served 8-16 % more in alternating A/B runs (README, "What was tried"). Store
-        // acks reach each such runtime through one relay task (`store::ack`).
+        // requests are served faster (docs/decisions.md). Store acks reach each such runtime
+        // through one relay task (`store::ack`).
         work_stealing: false,
         grace_period_seconds: Some(s.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),

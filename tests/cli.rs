@@ -1,4 +1,4 @@
-//! The command line of interface.md: --check, hash-secret, hash-password, --version, --help.
+//! The command line of docs/operations.md: --check, hash-secret, hash-password, --version, --help.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,4 @@
-//! The HTTP surface of interface.md against the real binary: RFC 6749 answers and errors,
+//! The HTTP surface of docs/http-api.md against the real binary: RFC 6749 answers and errors,
 //! RFC 6750 at the gateway, identity headers, RFC 7009/7662/8414/7517, RFC 9068 JWTs, and a
 //! real OAuth2 client library.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -65,7 +65,7 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Checklist item 15 (renewal.md section 3): each request follows the policy in force when it
+/// Checklist item 15 (docs/renewal-policy.md, section 3): each request follows the policy in force when it
 /// arrives; tokens issued before a switch stay as they are; traffic sees no error meanwhile.
 #[test]
 fn single_multi_single_under_concurrent_traffic() {

@@ -1,4 +1,4 @@
-//! renewal.md section 8, against the real binary with a real upstream.
+//! docs/renewal-policy.md, section 8 (the checklist), against the real binary with a real upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

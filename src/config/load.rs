@@ -39,8 +39,8 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 const TYPOGRAPHIC_QUOTES: [char; 4] = ['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
-/// `oauth.max_live_tokens` when unset: 1.3-2.7 GiB of index at 130-270 bytes a token (README,
-/// Performance), far above what a deployment holds in normal use.
+/// `oauth.max_live_tokens` when unset: 1.3-2.7 GiB of index at 130-270 bytes a token
+/// (docs/security.md), far above what a deployment holds in normal use.
 pub const DEFAULT_MAX_LIVE_TOKENS: u64 = 10_000_000;
 /// `oauth.max_live_tokens_per_client` when unset: a tenth of the gateway's default bound, so
 /// one client flooding the token endpoint leaves room for the others. One client holding a

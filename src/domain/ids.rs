@@ -20,7 +20,7 @@ impl TokenId {
 /// Refresh token family: every refresh token rotated from one grant shares it.
 pub type FamilyId = [u8; 16];
 
-/// Lifecycle state (renewal.md section 5). Nothing ever returns to `Active`.
+/// Lifecycle state (docs/renewal-policy.md, section 5). Nothing ever returns to `Active`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum TokenState {

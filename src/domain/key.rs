@@ -1,6 +1,6 @@
 //! The token identity: which tokens count as "the same token" for the renewal policy.
 //!
-//! `key = (client_id, subject, scope set)` (renewal.md section 1). The scope set is de-duplicated
+//! `key = (client_id, subject, scope set)` (docs/renewal-policy.md, section 1). The scope set is de-duplicated
 //! and sorted, so `"b a"` and `"a b a"` are one key; the token format is not part of the key.
 
 use std::fmt;

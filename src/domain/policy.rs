@@ -1,4 +1,4 @@
-//! The renewal decision (renewal.md section 3): what happens when a key that already holds tokens
+//! The renewal decision (docs/renewal-policy.md, section 3): what happens when a key that already holds tokens
 //! asks for another. A pure function of the key's active tokens, the policy and the clock, so
 //! every row of the table is unit-tested without sockets, stores or time passing.
 

@@ -57,7 +57,7 @@ pub fn client_addr(req: &RequestHeader, peer: IpAddr, trusted: &TrustedProxies) 
 /// connection (none for a Unix socket), `https` whether it came over TLS.
 ///
 /// Each header pingora inserts costs a parse of its name into a new allocation and two map
-/// updates (~0.15 us), so only two are always written. The upstream is sent the client's `Host`
+/// updates, so only two are always written. The upstream is sent the client's `Host`
 /// unchanged, so an `X-Forwarded-Host` would repeat it; and a missing `X-Forwarded-Proto` means
 /// `http` to every framework that reads it, so it is written for TLS only. Values a client sent
 /// under those names are removed (a lookup when there are none).

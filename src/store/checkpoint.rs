@@ -2,7 +2,7 @@
 //!
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold: the writer
 //! copies every page the WAL holds into the database file and syncs it, and every request waiting
-//! for a commit waits for that too (16-56 ms once or twice a second under load here). So a thread
+//! for a commit waits for that too (tens of milliseconds, once or twice a second under load). So a thread
 //! of its own, on its own connection, copies frames while the writer goes on committing (a
 //! PASSIVE checkpoint never blocks a writer).
 //!

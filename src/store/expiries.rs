@@ -1,9 +1,8 @@
 //! Where expired rows can be: the earliest expiry of each segment of [`SEGMENT_ROWS`] rows (by
 //! `seq`) of the two tables, kept in memory by the writer.
 //!
-//! The tables have no index on their expiry: an index entry per row cost every commit two more
-//! WAL frames (4.7 against 2.7 per commit of 16 rows) and ~10 % of the writer's time per
-//! issuance, a third of the bytes written. A purge instead visits only the segments whose
+//! The tables have no index on their expiry: an index entry per row made every commit write a
+//! third more bytes (docs/decisions.md). A purge instead visits only the segments whose
 //! earliest expiry has passed, deletes their expired rows by `seq` range (the table's own
 //! B-tree), and records the new earliest expiry of what is left. After a start the summary is
 //! unknown for the rows written before: the first purge visits every segment once (skipping

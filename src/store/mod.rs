@@ -118,7 +118,7 @@ pub trait TokenStore: Send + Sync + 'static {
     }
     /// Reads what the index must hold at start, in issue order, handing it to `sink` a chunk at
     /// a time as it is read: a restart holds a chunk of rows beside the index, not all of them
-    /// (862k tokens read whole peaked at 338 MB against 129 MB for the index alone).
+    /// (reading every row first would hold them all beside the index; docs/decisions.md).
     async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError>;
 
     /// Everything [`Self::load`] reads, in one snapshot.

@@ -76,7 +76,7 @@ const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires
 
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
 /// (`Connection::transaction` parses them anew each time) and each insert statement is taken
-/// from the cache once per batch, not once per row (9 % fewer writer instructions, callgrind).
+/// from the cache once per batch, not once per row (docs/decisions.md).
 pub(super) fn apply(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> rusqlite::Result<()> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     let result = insert_all(conn, ops, expiries).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
@@ -165,10 +165,10 @@ fn id_of(v: Vec<u8>, i: usize) -> rusqlite::Result<TokenId> {
 /// The latest state of every token that changed, by id. States only move forward.
 ///
 /// Held whole while a restart reads the tokens: after heavy renewal in single mode there is a
-/// change per token issued (594k after 30 s of wrk), so the map is sized once from a count (no
+/// change per token issued, so the map is sized once from a count (no
 /// growth by doubling, which held the old and the new table at once), keyed by the id alone (33
 /// bytes an entry: access and refresh ids are both random 256-bit values, never equal) and hashed
-/// by the id's own bytes. That restart peaked at 131-138 MB before, 79-80 MB now (27 MB after it).
+/// by the id's own bytes (docs/decisions.md, "Restart time and memory").
 fn final_states(
     conn: &Connection,
     now: u64,

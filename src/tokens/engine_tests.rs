@@ -1,4 +1,4 @@
-//! The token engine driven directly, without HTTP: concurrency invariants (renewal.md section 6),
+//! The token engine driven directly, without HTTP: concurrency invariants (docs/renewal-policy.md, section 6),
 //! restart, sweeping, and what happens when the store fails.
 
 use std::collections::HashSet;

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::index::KeyState;
+use super::issue::Issuing;
 use super::opaque::OpaqueKind;
 use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
@@ -96,17 +97,15 @@ impl TokenService {
             for e in &spent {
                 self.apply(&mut st, e);
             }
-            let mode = params.policy.mode(GrantType::RefreshToken);
-            Ok(self.issue_locked(
-                &mut st,
-                &slot,
-                &params,
-                mode,
-                false,
-                Some(rec.family),
+            let job = Issuing {
+                params: &params,
+                mode: params.policy.mode(GrantType::RefreshToken),
+                reuse_allowed: false,
+                family: Some(rec.family),
                 prior_ops,
                 presigned,
-            ))
+            };
+            Ok(self.issue_locked(&mut st, &slot, job))
         };
         match pending {
             Ok(pending) => self.finish(pending?).await,

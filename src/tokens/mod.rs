@@ -7,6 +7,7 @@ pub mod client_counts;
 pub mod id_set;
 pub mod index;
 pub mod intern;
+mod issue;
 pub mod jwt;
 pub mod lifecycle;
 pub mod opaque;

@@ -111,7 +111,7 @@ pub struct RefreshRecord {
 }
 
 /// Active tokens a sweep looks at per hold of a key's lock. A key may hold a million (multi
-/// mode without a cap): swept in one hold, its requests waited 10-20 ms here; a slice holds the
+/// mode without a cap): swept in one hold it would stall the key's requests; a slice holds the
 /// lock for well under a millisecond.
 pub const SWEEP_SLICE: usize = 8192;
 

@@ -102,10 +102,10 @@ fn main() -> ExitCode {
 /// the one-line reason.
 fn load(conf_path: &Path) -> Result<Config, String> {
     let config = config::load_file(conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
-    if let Some(files) = &config.server.tls {
+    if let Some(files) = &config.start.process.tls {
         tls::check(files).map_err(|e| format!("{}: {e}", conf_path.display()))?;
     }
-    for path in &config.oauth.jwt_previous_keys {
+    for path in &config.start.keys.jwt_previous_keys {
         previous_key_jwk(path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
     }
     Ok(config)
@@ -113,7 +113,7 @@ fn load(conf_path: &Path) -> Result<Config, String> {
 
 /// Warns about settings that put credentials at risk.
 fn warn_about_exposure(config: &Config) {
-    let s = &config.server;
+    let s = &config.start.process;
     let public = s.listen.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
     if s.tls.is_none() && public {
         log::warn!(
@@ -171,7 +171,7 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
 /// Refuses to start when a listener's address cannot be bound (in use, or not this host's),
 /// rather than letting pingora retry it for ever after logging that it listens.
 fn check_listeners_free(config: &Config) -> Result<(), String> {
-    let s = &config.server;
+    let s = &config.start.process;
     let listeners = [
         ("server.listen", Some(&s.listen)),
         ("server.metrics_listen", s.metrics_listen.as_ref()),
@@ -188,7 +188,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
     let loaded = Fingerprint::read(&conf_path);
     let config: Config = load(&conf_path)?;
-    let _data_lock = lock_data_dir(&config.server.data_dir)?;
+    let _data_lock = lock_data_dir(&config.start.process.data_dir)?;
     check_listeners_free(&config)?;
     raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -200,7 +200,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     drop(rt);
 
-    let s = &config.server;
+    let s = &config.start.process;
     let conf = ServerConf {
         threads: s.threads,
         // One current-thread runtime per worker thread instead of a work-stealing one: proxied
@@ -218,7 +218,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     let mut options = HttpServerOptions::default();
     // HTTP/1.1 idle connections are closed per request (`Gateway::request_filter`); HTTP/2
     // ones here, by the value at start.
-    options.h2_idle_timeout = Some(s.keepalive_timeout);
+    options.h2_idle_timeout = Some(config.server.keepalive_timeout);
     app.server_options = Some(options);
     let mut proxy = Service::new("tokengate".to_string(), ConnectionLimit::new(app, state.clone()));
     let scheme = match &s.tls {
@@ -247,7 +247,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
         "sweeper",
         Sweeper {
             state: state.clone(),
-            interval: config.store.sweep_interval,
+            interval: config.start.store.sweep_interval,
         },
     ));
     server.add_service(background_service(

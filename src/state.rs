@@ -66,22 +66,23 @@ pub struct AppState {
 impl AppState {
     /// Opens the store, loads or creates keys and fills the index from the store.
     pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
-        let signer = JwtSigner::load_or_generate(&config.oauth.jwt_signing_key, config.oauth.jwt_algorithm)?;
+        let signer = JwtSigner::load_or_generate(&config.start.keys.jwt_signing_key, config.start.keys.jwt_algorithm)?;
         let previous = config
-            .oauth
+            .start
+            .keys
             .jwt_previous_keys
             .iter()
             .map(|path| previous_key_jwk(path))
             .collect::<Result<Vec<_>, _>>()?;
-        let codec = OpaqueCodec::load_or_create(&config.oauth.server_key)?;
+        let codec = OpaqueCodec::load_or_create(&config.start.keys.server_key)?;
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
-        let backend = store::open(&config.store.backend)?;
+        let backend = store::open(&config.start.store.backend)?;
         let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(backend, metrics.store_write_seconds.clone()));
         let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
         let (access, refresh) = tokens.restore().await?;
         log::info!(
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
-            config.store.backend.describe()
+            config.start.store.backend.describe()
         );
         let jwks = Bytes::from(tokens.signer().jwks(&previous).to_string());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -122,8 +123,11 @@ impl AppState {
     /// calls (the reload service is the only one).
     pub fn replace_config(&self, mut config: Config) -> Vec<&'static str> {
         let running = self.live.load_full();
-        let restart = running.config.restart_only_changes(&config);
-        config.keep_start_only_settings(&running.config);
+        let restart = running.config.start.changes(&config.start);
+        // What only a restart changes stays as the process runs it, so the live model still
+        // describes the process (e.g. the JWKS keeps naming the signing key in use) and a later
+        // reload names the same changes again until the restart.
+        config.start = running.config.start.clone();
         self.live.store(Arc::new(Live::new(config)));
         restart
     }

@@ -24,108 +24,180 @@ pub struct FileConfig {
     pub routes: Vec<RouteEntry>,
 }
 
-/// `[server]`: listeners and process settings (changing them needs a restart).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[server]`: listeners and process settings, and how client and upstream connections are
+/// handled. Every default is in the `Default` impl below the struct.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
-    /// Address for the OAuth endpoints and proxied traffic. Default `127.0.0.1:8080`.
-    pub listen: Option<String>,
-    /// Worker threads of the proxy service. Default 2.
-    pub threads: Option<usize>,
+    /// Address for the OAuth endpoints and proxied traffic.
+    pub listen: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
     /// Address of the Prometheus `/metrics` and `/healthz` listener. Off when absent.
     pub metrics_listen: Option<String>,
     /// PEM certificate chain; with `tls_key` the listener speaks HTTPS.
     pub tls_cert: Option<String>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<String>,
-    /// Folder for generated keys and the default store. Default `data` beside the config file.
-    pub data_dir: Option<String>,
-    /// Seconds SIGTERM waits before closing listeners. Default 1.
-    pub grace_period_secs: Option<u64>,
-    /// Seconds in-flight requests get to finish after the grace period. Default 5.
-    pub shutdown_timeout_secs: Option<u64>,
-    /// One info log line per proxied or answered request. Default false (it costs throughput).
-    pub access_log: Option<bool>,
-    /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence). Default 10.
-    pub body_read_timeout_secs: Option<u64>,
-    /// Seconds to wait for a TCP connection to an upstream. Default 5.
-    pub upstream_connect_timeout_secs: Option<u64>,
-    /// Seconds to wait for an upstream's next bytes, read or written, once connected. Default 60.
-    pub upstream_timeout_secs: Option<u64>,
+    /// Folder for generated keys and the default store, beside the config file.
+    pub data_dir: String,
+    /// Seconds SIGTERM waits before closing listeners.
+    pub grace_period_secs: u64,
+    /// Seconds in-flight requests get to finish after the grace period.
+    pub shutdown_timeout_secs: u64,
+    /// One info log line per proxied or answered request (it costs throughput).
+    pub access_log: bool,
+    /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence).
+    pub body_read_timeout_secs: u64,
+    /// Seconds to wait for a TCP connection to an upstream.
+    pub upstream_connect_timeout_secs: u64,
+    /// Seconds to wait for an upstream's next bytes, read or written, once connected.
+    pub upstream_timeout_secs: u64,
     /// Seconds an idle keep-alive client connection is kept open waiting for its next request
-    /// (and the longest wait for each read of a request head). Default 60.
-    pub keepalive_timeout_secs: Option<u64>,
-    /// Client connections open at once; one more is answered 503 and closed. Default 10,000.
-    pub max_connections: Option<usize>,
+    /// (and the longest wait for each read of a request head).
+    pub keepalive_timeout_secs: u64,
+    /// Client connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
     /// Addresses or networks (`10.0.0.0/8`) of reverse proxies in front of the gateway, whose
-    /// `X-Forwarded-*` headers are believed. Default none: the gateway is the edge.
-    pub trusted_proxies: Option<Vec<String>>,
+    /// `X-Forwarded-*` headers are believed. None by default: the gateway is the edge.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> ServerSection {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            threads: 2,
+            metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            data_dir: "data".into(),
+            grace_period_secs: 1,
+            shutdown_timeout_secs: 5,
+            access_log: false,
+            body_read_timeout_secs: 10,
+            upstream_connect_timeout_secs: 5,
+            upstream_timeout_secs: 60,
+            keepalive_timeout_secs: 60,
+            max_connections: 10_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// `[store]`: where tokens are kept durably.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
-    /// Embedded SQLite database file. Default `<data_dir>/tokens.db`.
+    /// Embedded SQLite database file. Absent: `tokens.db` in the data folder.
     pub path: Option<String>,
     /// Shared database for cluster mode (`postgres://...`). Not supported yet: refused.
     pub url: Option<String>,
-    /// Seconds between sweeps of expired tokens. Default 60.
-    pub sweep_interval_secs: Option<u64>,
+    /// Seconds between sweeps of expired tokens.
+    pub sweep_interval_secs: u64,
 }
 
-/// `[oauth]`: token lifetimes, keys and the renewal policy per token format.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for StoreSection {
+    fn default() -> StoreSection {
+        StoreSection {
+            path: None,
+            url: None,
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// `[oauth]`: token lifetimes, keys, the renewal policy per token format, and the bounds that
+/// protect the endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OAuthSection {
+    /// Absent: `http://` and `server.listen`.
     pub issuer: Option<String>,
-    pub access_token_ttl_secs: Option<u64>,
-    pub refresh_token_ttl_secs: Option<u64>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// PEM private key. Absent: `jwt-<algorithm>.pem` in the data folder, generated if missing.
     pub jwt_signing_key: Option<String>,
-    pub jwt_algorithm: Option<String>,
+    /// RS256, ES256 or EdDSA.
+    pub jwt_algorithm: String,
     /// Earlier signing keys (PEM files, as `jwt_signing_key` takes them), published in the JWKS
-    /// beside the current one after a key rotation. Default none.
-    pub jwt_previous_keys: Option<Vec<String>>,
-    /// Secret for opaque token tags (32+ random bytes, hex or raw). Default `<data_dir>/server.key`.
+    /// beside the current one after a key rotation.
+    pub jwt_previous_keys: Vec<String>,
+    /// Secret for opaque token tags (32+ random bytes, hex or raw). Absent: `server.key` in the
+    /// data folder, generated if missing.
     pub server_key: Option<String>,
-    /// Failed authentications of one key (client id, client address or username) within
-    /// `lockout_window_secs` that lock the key out. Default 10; 0 turns the lockout off.
-    pub lockout_max_failures: Option<u32>,
-    /// Length of the window failures are counted in. Default 60.
-    pub lockout_window_secs: Option<u64>,
-    /// How long a locked-out key is answered 429. Default 60.
-    pub lockout_secs: Option<u64>,
-    /// Whether failures are also counted per client address. Default true; turn it off behind a
-    /// reverse proxy, where every client shares the proxy's address.
-    pub lockout_by_address: Option<bool>,
+    /// Failed authentications of one key (an address, or a client id or username from one
+    /// address) within `lockout_window_secs` that lock the key out; 0 turns the lockout off.
+    pub lockout_max_failures: u32,
+    /// Length of the window failures are counted in.
+    pub lockout_window_secs: u64,
+    /// How long a locked-out key is answered 429.
+    pub lockout_secs: u64,
+    /// Whether failures are also counted per client address; turn it off behind a reverse proxy
+    /// that is not in `server.trusted_proxies`, where every client shares the proxy's address.
+    pub lockout_by_address: bool,
     /// Access and refresh tokens the gateway holds at once, all clients together; a request
-    /// that would add one beyond it is answered 503. Default 10,000,000; 0 = no limit.
-    pub max_live_tokens: Option<u64>,
+    /// that would add one beyond it is answered 503. 0 = no limit.
+    pub max_live_tokens: u64,
     /// Access and refresh tokens one client holds at once; a request of that client that would
     /// add one beyond it is answered 429, so a client flooding the token endpoint does not use
-    /// up `max_live_tokens` for the others. Default 1,000,000; 0 = no limit but
-    /// `max_live_tokens`.
-    pub max_live_tokens_per_client: Option<u64>,
-    #[serde(default)]
+    /// up `max_live_tokens` for the others. 0 = no limit but `max_live_tokens`.
+    pub max_live_tokens_per_client: u64,
     pub jwt: FormatSection,
-    #[serde(default)]
     pub opaque: FormatSection,
+}
+
+impl Default for OAuthSection {
+    fn default() -> OAuthSection {
+        OAuthSection {
+            issuer: None,
+            access_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 86_400,
+            jwt_signing_key: None,
+            jwt_algorithm: "RS256".into(),
+            jwt_previous_keys: Vec::new(),
+            server_key: None,
+            lockout_max_failures: 10,
+            lockout_window_secs: 60,
+            lockout_secs: 60,
+            lockout_by_address: true,
+            // 1.3-2.7 GiB of index at 130-270 bytes a token: far above what a deployment holds
+            // in normal use.
+            max_live_tokens: 10_000_000,
+            // A tenth of the gateway's bound, so one client flooding the token endpoint leaves
+            // room for the others.
+            max_live_tokens_per_client: 1_000_000,
+            jwt: FormatSection::default(),
+            opaque: FormatSection::default(),
+        }
+    }
 }
 
 /// `[oauth.jwt]` or `[oauth.opaque]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FormatSection {
-    pub renew_token_without_revoking_existing: Option<RenewSection>,
+    pub renew_token_without_revoking_existing: RenewSection,
 }
 
 /// `[oauth.<format>.renew_token_without_revoking_existing]`, word for word from WSO2.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RenewSection {
-    pub enable: Option<bool>,
-    pub allowed_grant_types: Option<Vec<String>>,
-    pub max_active_tokens: Option<u32>,
+    pub enable: bool,
+    pub allowed_grant_types: Vec<String>,
+    /// 0 = no cap.
+    pub max_active_tokens: u32,
+}
+
+impl Default for RenewSection {
+    fn default() -> RenewSection {
+        RenewSection {
+            enable: false,
+            allowed_grant_types: vec!["client_credentials".into()],
+            max_active_tokens: 0,
+        }
+    }
 }
 
 /// One `[[clients]]` entry.
@@ -134,15 +206,22 @@ pub struct RenewSection {
 pub struct ClientEntry {
     pub id: String,
     pub secret_sha256: String,
-    pub token_type: Option<String>,
+    /// "jwt" (default) or "opaque".
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
     #[serde(default)]
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
-    pub refresh_tokens_for_client_credentials: Option<bool>,
+    #[serde(default)]
+    pub refresh_tokens_for_client_credentials: bool,
     /// This client's own bound on tokens held, in place of `oauth.max_live_tokens_per_client`
     /// (a batch client that legitimately holds many, say); 0 = no limit but the gateway's.
     pub max_live_tokens: Option<u64>,
+}
+
+fn default_token_type() -> String {
+    "jwt".into()
 }
 
 /// One `[[users]]` entry (resource owners for the password grant).

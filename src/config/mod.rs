@@ -5,6 +5,8 @@ pub mod file;
 pub mod load;
 pub mod model;
 pub mod routes;
+mod sections;
+pub mod start;
 pub mod trusted_proxies;
 
 pub use load::{load_file, parse_str, ConfigError};

@@ -4,42 +4,33 @@
 //! defaults are filled in and relative paths resolved, so nothing downstream re-validates.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::routes::RouteTable;
+pub use super::start::{KeySettings, ProcessSettings, StartConfig, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
-use crate::domain::format::JwtAlgorithm;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantSet;
 use crate::domain::key::{ScopeSet, TokenKey};
 use crate::domain::policy::RenewPolicy;
-use crate::store::Backend;
 
-/// Everything a running gateway is configured with.
+/// Everything a running gateway is configured with: what only a restart changes ([`StartConfig`])
+/// and what a reload swaps in (the rest).
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub start: StartConfig,
     pub server: ServerSettings,
-    pub store: StoreSettings,
     pub oauth: OAuthSettings,
     pub clients: HashMap<String, Arc<Client>>,
     pub users: HashMap<String, User>,
     pub routes: RouteTable,
 }
 
-/// `[server]`. Read at start only (a reload that changes it is logged as needing a restart),
-/// but for the per-request settings: `access_log`, the timeouts, `max_connections` and
-/// `trusted_proxies` apply live.
+/// `[server]`, the settings read per request (the listeners and process settings are in
+/// [`StartConfig`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
-    pub listen: String,
-    pub threads: usize,
-    pub metrics_listen: Option<String>,
-    pub tls: Option<TlsFiles>,
-    pub data_dir: PathBuf,
-    pub grace_period_secs: u64,
-    pub shutdown_timeout_secs: u64,
     pub access_log: bool,
     /// Deadline for reading an OAuth endpoint's whole request body.
     pub body_read_timeout: Duration,
@@ -55,31 +46,12 @@ pub struct ServerSettings {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// PEM files that turn the listener into HTTPS.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// `[store]`. Read at start only.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreSettings {
-    pub backend: Backend,
-    pub sweep_interval: Duration,
-}
-
-/// `[oauth]`. Lifetimes and renewal policies apply live; key settings at start only.
+/// `[oauth]`: lifetimes, renewal policies and bounds (the key files are in [`StartConfig`]).
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub issuer: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
-    pub jwt_signing_key: PathBuf,
-    pub jwt_algorithm: JwtAlgorithm,
-    /// Earlier signing keys whose public halves the JWKS also publishes (after a rotation).
-    pub jwt_previous_keys: Vec<PathBuf>,
-    pub server_key: PathBuf,
     pub jwt_policy: RenewPolicy,
     pub opaque_policy: RenewPolicy,
     pub lockout: LockoutSettings,
@@ -107,12 +79,14 @@ pub struct LockoutSettings {
 }
 
 impl Default for LockoutSettings {
+    /// The settings of an `[oauth]` table that sets none of them.
     fn default() -> LockoutSettings {
+        let o = super::file::OAuthSection::default();
         LockoutSettings {
-            max_failures: 10,
-            window: Duration::from_secs(60),
-            duration: Duration::from_secs(60),
-            by_address: true,
+            max_failures: o.lockout_max_failures,
+            window: Duration::from_secs(o.lockout_window_secs),
+            duration: Duration::from_secs(o.lockout_secs),
+            by_address: o.lockout_by_address,
         }
     }
 }
@@ -170,65 +144,5 @@ impl Config {
             .get(&*key.client_id)
             .is_some_and(|client| client.scopes.is_superset(&key.scope))
             && (key.subject.is_empty() || self.users.contains_key(key.subject.as_str()))
-    }
-
-    /// Names the settings that differ from `other` and only take effect after a restart.
-    /// `server.access_log` applies live, so it is not one of them.
-    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
-        let (a, b) = (&self.server, &other.server);
-        let checks = [
-            ("server.listen", a.listen != b.listen),
-            ("server.threads", a.threads != b.threads),
-            ("server.metrics_listen", a.metrics_listen != b.metrics_listen),
-            ("server.tls_cert/tls_key", a.tls != b.tls),
-            ("server.grace_period_secs", a.grace_period_secs != b.grace_period_secs),
-            (
-                "server.shutdown_timeout_secs",
-                a.shutdown_timeout_secs != b.shutdown_timeout_secs,
-            ),
-            ("store.path", self.store.backend != other.store.backend),
-            (
-                "store.sweep_interval_secs",
-                self.store.sweep_interval != other.store.sweep_interval,
-            ),
-            (
-                "oauth.jwt_signing_key/jwt_algorithm",
-                self.oauth.jwt_signing_key != other.oauth.jwt_signing_key
-                    || self.oauth.jwt_algorithm != other.oauth.jwt_algorithm,
-            ),
-            (
-                "oauth.jwt_previous_keys",
-                self.oauth.jwt_previous_keys != other.oauth.jwt_previous_keys,
-            ),
-            ("oauth.server_key", self.oauth.server_key != other.oauth.server_key),
-        ];
-        checks
-            .into_iter()
-            .filter(|&(_, changed)| changed)
-            .map(|(key, _)| key)
-            .collect()
-    }
-
-    /// Takes the start-only settings (those [`Config::restart_only_changes`] names) from the
-    /// config the process runs with, so that after a reload the live model still describes the
-    /// running process (e.g. the JWKS and the tokens keep naming the signing algorithm in use) and a
-    /// later reload reports them again until the restart.
-    pub fn keep_start_only_settings(&mut self, running: &Config) {
-        let live = &self.server;
-        self.server = ServerSettings {
-            access_log: live.access_log,
-            body_read_timeout: live.body_read_timeout,
-            upstream_connect_timeout: live.upstream_connect_timeout,
-            upstream_timeout: live.upstream_timeout,
-            keepalive_timeout: live.keepalive_timeout,
-            max_connections: live.max_connections,
-            trusted_proxies: live.trusted_proxies.clone(),
-            ..running.server.clone()
-        };
-        self.store = running.store.clone();
-        self.oauth.jwt_signing_key = running.oauth.jwt_signing_key.clone();
-        self.oauth.jwt_algorithm = running.oauth.jwt_algorithm;
-        self.oauth.jwt_previous_keys = running.oauth.jwt_previous_keys.clone();
-        self.oauth.server_key = running.oauth.server_key.clone();
     }
 }

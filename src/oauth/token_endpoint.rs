@@ -148,7 +148,7 @@ pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_
     };
     count(deps.metrics, grant, client.token_format, &result);
     // Room comes back as tokens are revoked or expire; the sweeper runs this often.
-    let retry_after_secs = config.store.sweep_interval.as_secs().max(1);
+    let retry_after_secs = config.start.store.sweep_interval.as_secs().max(1);
     result.map_err(|e| match e {
         ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs },
         ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs },

@@ -145,8 +145,8 @@ async fn start_only_settings_are_reported_and_keep_their_running_values() {
         }
     );
     let live = f.state.live();
-    assert_eq!(live.config.server.listen, "127.0.0.1:18080");
-    assert_eq!(live.config.server.threads, 2);
+    assert_eq!(live.config.start.process.listen, "127.0.0.1:18080");
+    assert_eq!(live.config.start.process.threads, 2);
     assert!(live.config.server.access_log, "access_log applies live");
     let server = &live.config.server;
     assert_eq!(server.body_read_timeout, Duration::from_secs(3), "timeouts apply live");

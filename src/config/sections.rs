@@ -1,0 +1,164 @@
+//! One conversion per table of the file: `[server]` into the process settings (start only) and
+//! the per-request ones, `[store]`, and `[oauth]` into its key files (start only) and the rest.
+//! Each checks its values and names the key at fault; the defaults are in [`super::file`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file::{OAuthSection, RenewSection, ServerSection, StoreSection};
+use super::load::{grant_list, invalid, resolve, ConfigError};
+use super::model::{LockoutSettings, OAuthSettings, ServerSettings};
+use super::start::{KeySettings, ProcessSettings, StoreSettings, TlsFiles};
+use super::trusted_proxies::TrustedProxies;
+use crate::domain::format::JwtAlgorithm;
+use crate::domain::policy::RenewPolicy;
+use crate::store::Backend;
+
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
+
+/// A setting in whole seconds, between 1 and `max`.
+fn seconds(key: &str, value: u64, max: u64) -> Result<Duration, ConfigError> {
+    if (1..=max).contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(invalid(key, format!("must be between 1 and {max}")))
+    }
+}
+
+fn socket_addr(key: &str, text: &str) -> Result<(), ConfigError> {
+    text.parse::<SocketAddr>()
+        .map(drop)
+        .map_err(|e| invalid(key, format!("{text:?} is not an IP:port address ({e})")))
+}
+
+/// `[server]`'s listeners and process settings.
+pub(super) fn process(s: &ServerSection, base: &Path) -> Result<ProcessSettings, ConfigError> {
+    socket_addr("server.listen", &s.listen)?;
+    if let Some(m) = &s.metrics_listen {
+        socket_addr("server.metrics_listen", m)?;
+    }
+    if !(1..=256).contains(&s.threads) {
+        return Err(invalid("server.threads", "must be between 1 and 256"));
+    }
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert: resolve(base, c),
+            key: resolve(base, k),
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("server.tls_key", "tls_cert is set, tls_key is missing")),
+        (None, Some(_)) => return Err(invalid("server.tls_cert", "tls_key is set, tls_cert is missing")),
+    };
+    Ok(ProcessSettings {
+        listen: s.listen.clone(),
+        threads: s.threads,
+        metrics_listen: s.metrics_listen.clone(),
+        tls,
+        data_dir: resolve(base, &s.data_dir),
+        grace_period_secs: s.grace_period_secs,
+        shutdown_timeout_secs: s.shutdown_timeout_secs,
+    })
+}
+
+/// `[server]`'s per-request settings.
+pub(super) fn server(s: ServerSection) -> Result<ServerSettings, ConfigError> {
+    if !(1..=1_000_000).contains(&s.max_connections) {
+        return Err(invalid("server.max_connections", "must be between 1 and 1000000"));
+    }
+    Ok(ServerSettings {
+        access_log: s.access_log,
+        body_read_timeout: seconds("server.body_read_timeout_secs", s.body_read_timeout_secs, 300)?,
+        upstream_connect_timeout: seconds(
+            "server.upstream_connect_timeout_secs",
+            s.upstream_connect_timeout_secs,
+            300,
+        )?,
+        upstream_timeout: seconds("server.upstream_timeout_secs", s.upstream_timeout_secs, 3600)?,
+        keepalive_timeout: seconds("server.keepalive_timeout_secs", s.keepalive_timeout_secs, 3600)?,
+        max_connections: s.max_connections,
+        trusted_proxies: TrustedProxies::parse(&s.trusted_proxies).map_err(|e| invalid("server.trusted_proxies", e))?,
+    })
+}
+
+/// `[store]`; the database defaults to `tokens.db` in the data folder.
+pub(super) fn store(s: StoreSection, base: &Path, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
+    if s.url.is_some() {
+        return Err(invalid(
+            "store.url",
+            "cluster mode (a shared PostgreSQL store) is not available in this version; use store.path",
+        ));
+    }
+    if s.sweep_interval_secs == 0 {
+        return Err(invalid("store.sweep_interval_secs", "must be at least 1"));
+    }
+    let path = s.path.map_or_else(|| data_dir.join("tokens.db"), |p| resolve(base, &p));
+    Ok(StoreSettings {
+        backend: Backend::Sqlite { path },
+        sweep_interval: Duration::from_secs(s.sweep_interval_secs),
+    })
+}
+
+/// `[oauth]`'s key files; absent ones default into the data folder.
+pub(super) fn keys(o: &OAuthSection, base: &Path, data_dir: &Path) -> Result<KeySettings, ConfigError> {
+    let jwt_algorithm = JwtAlgorithm::parse(&o.jwt_algorithm).ok_or_else(|| {
+        invalid(
+            "oauth.jwt_algorithm",
+            format!("{:?} is not one of RS256, ES256, EdDSA", o.jwt_algorithm),
+        )
+    })?;
+    let in_data = |name: String| -> PathBuf { data_dir.join(name) };
+    Ok(KeySettings {
+        jwt_signing_key: o.jwt_signing_key.as_ref().map_or_else(
+            || in_data(format!("jwt-{}.pem", jwt_algorithm.as_str().to_ascii_lowercase())),
+            |p| resolve(base, p),
+        ),
+        jwt_algorithm,
+        jwt_previous_keys: o.jwt_previous_keys.iter().map(|p| resolve(base, p)).collect(),
+        server_key: o
+            .server_key
+            .as_ref()
+            .map_or_else(|| in_data("server.key".into()), |p| resolve(base, p)),
+    })
+}
+
+/// `[oauth]`'s lifetimes, policies and bounds; the issuer defaults to `http://` and the listener.
+pub(super) fn oauth(o: OAuthSection, listen: &str) -> Result<OAuthSettings, ConfigError> {
+    for (key, v) in [
+        ("oauth.access_token_ttl_secs", o.access_token_ttl_secs),
+        ("oauth.refresh_token_ttl_secs", o.refresh_token_ttl_secs),
+    ] {
+        if v == 0 || v > MAX_TTL_SECS {
+            return Err(invalid(key, format!("must be between 1 and {MAX_TTL_SECS}")));
+        }
+    }
+    Ok(OAuthSettings {
+        lockout: lockout(&o)?,
+        issuer: o.issuer.unwrap_or_else(|| format!("http://{listen}")),
+        access_token_ttl_secs: o.access_token_ttl_secs,
+        refresh_token_ttl_secs: o.refresh_token_ttl_secs,
+        jwt_policy: renew_policy("oauth.jwt", &o.jwt.renew_token_without_revoking_existing)?,
+        opaque_policy: renew_policy("oauth.opaque", &o.opaque.renew_token_without_revoking_existing)?,
+        max_live_tokens: o.max_live_tokens,
+        max_live_tokens_per_client: o.max_live_tokens_per_client,
+    })
+}
+
+fn lockout(o: &OAuthSection) -> Result<LockoutSettings, ConfigError> {
+    Ok(LockoutSettings {
+        max_failures: o.lockout_max_failures,
+        window: seconds("oauth.lockout_window_secs", o.lockout_window_secs, MAX_LOCKOUT_SECS)?,
+        duration: seconds("oauth.lockout_secs", o.lockout_secs, MAX_LOCKOUT_SECS)?,
+        by_address: o.lockout_by_address,
+    })
+}
+
+fn renew_policy(prefix: &str, section: &RenewSection) -> Result<RenewPolicy, ConfigError> {
+    let key = format!("{prefix}.renew_token_without_revoking_existing.allowed_grant_types");
+    Ok(RenewPolicy {
+        enable: section.enable,
+        allowed_grant_types: grant_list(&key, &section.allowed_grant_types)?,
+        max_active_tokens: section.max_active_tokens,
+    })
+}

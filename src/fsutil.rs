@@ -52,7 +52,8 @@ pub fn create_private_file(path: &Path) -> std::io::Result<()> {
     opts.open(path).map(drop)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::ToSocketAddrs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::file::{ClientEntry, FileConfig, RouteEntry, UserEntry};
@@ -15,25 +15,9 @@ use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::ScopeSet;
 
-/// Why a config file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Syntax(String),
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
-}
+pub use super::checks::ConfigError;
+use super::checks::{grant_list, invalid, TYPOGRAPHIC_QUOTES};
 
-pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
-
-const TYPOGRAPHIC_QUOTES: [char; 4] = ['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 /// Reads and validates the file at `path`; relative paths inside resolve against its folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -57,15 +41,6 @@ pub fn parse_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
         ConfigError::Syntax(msg.trim_end().to_string())
     })?;
     build(file, base)
-}
-
-pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
@@ -139,21 +114,6 @@ fn routes(entries: Vec<RouteEntry>) -> Result<RouteTable, ConfigError> {
     }
     RouteTable::new(routes)
         .map_err(|prefix| invalid("routes", format!("two routes have the same path_prefix {prefix:?}")))
-}
-
-pub(super) fn grant_list(key: &str, names: &[String]) -> Result<GrantSet, ConfigError> {
-    let mut set = GrantSet::EMPTY;
-    for name in names {
-        let grant = GrantType::parse(name).ok_or_else(|| {
-            let mut msg = format!("unknown grant type {name:?} (known: client_credentials, password, refresh_token)");
-            if name.contains(TYPOGRAPHIC_QUOTES) {
-                msg.push_str("; use straight quotes \" instead of typographic ones");
-            }
-            invalid(key, msg)
-        })?;
-        set.insert(grant);
-    }
-    Ok(set)
 }
 
 fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {

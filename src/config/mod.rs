@@ -1,6 +1,7 @@
 //! Configuration: the file as written ([`file`]), the validated model ([`model`], with the route
 //! table in [`routes`]) and the loader between them ([`load`]).
 
+mod checks;
 pub mod file;
 pub mod load;
 pub mod model;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::checks::{grant_list, invalid, resolve, ConfigError};
 use super::file::{OAuthSection, RenewSection, ServerSection, StoreSection};
-use super::load::{grant_list, invalid, resolve, ConfigError};
 use super::model::{LockoutSettings, OAuthSettings, ServerSettings};
 use super::start::{KeySettings, ProcessSettings, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;

@@ -130,7 +130,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
     /// building or looking up).
     fn may_be_locked(&self, now: Instant) -> bool {
         // (An instant before `base` cannot be placed: look it up.)
-        !nanos_after(self.base, now).is_some_and(|n| n >= self.lock_ends.load(Ordering::Acquire))
+        nanos_after(self.base, now).is_none_or(|n| n < self.lock_ends.load(Ordering::Acquire))
     }
 
     fn locked_for<Q>(&self, key: &Q, now: Instant) -> Option<Duration>

@@ -10,3 +10,4 @@ pub mod proxy;
 pub mod routes;
 pub mod target;
 pub mod upstream;
+pub mod upstream_tls;

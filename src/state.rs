@@ -120,6 +120,8 @@ impl AppState {
         let running = self.live.load_full();
         let restart = running.config.restart_only_changes(&config);
         config.keep_start_only_settings(&running.config);
+        // Routes whose upstreams did not change keep their balancers: health, rotation, checks.
+        config.routes.keep_balancers(&running.config.routes);
         self.live.store(Arc::new(Live::new(config)));
         restart
     }

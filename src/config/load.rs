@@ -2,13 +2,14 @@
 //! a [`ConfigError`] whose message names the key (or line) at fault.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{ClientEntry, FileConfig, OAuthSection, RenewSection, RouteEntry};
 use super::model::{Client, Config, LockoutSettings, OAuthSettings, ServerSettings, StoreSettings, TlsFiles, User};
+use crate::gateway::balancer::Balancer;
 use crate::gateway::forwarded::TrustedProxies;
 use crate::gateway::routes::{Route, RouteTable};
 use crate::oauth::grant_type::{GrantSet, GrantType};
@@ -251,7 +252,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let mut routes = Vec::new();
     for (i, r) in file.routes.into_iter().enumerate() {
-        routes.push(route(i, r)?);
+        routes.push(route(i, r, base)?);
     }
     let routes = RouteTable::new(routes)
         .map_err(|prefix| invalid("routes", format!("two routes have the same path_prefix {prefix:?}")))?;
@@ -360,7 +361,7 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
     })
 }
 
-fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
+fn route(i: usize, r: RouteEntry, base: &Path) -> Result<Route, ConfigError> {
     let key = format!("routes[{i}]");
     if !r.path_prefix.starts_with('/') {
         return Err(invalid(format!("{key}.path_prefix"), "must start with '/'"));
@@ -376,17 +377,9 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
         }
         Err(e) => return Err(invalid(format!("{key}.path_prefix"), e.to_string())),
     }
-    let upstream = r
-        .upstream
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
-            invalid(
-                format!("{key}.upstream"),
-                format!("{:?} is not a reachable host:port", r.upstream),
-            )
-        })?;
+    let settings = super::upstreams::settings(&key, &r, base)?;
+    let upstream =
+        Balancer::new(&r.path_prefix, settings).map_err(|e| invalid(format!("{key}.upstreams"), e.to_string()))?;
     let scopes = ScopeSet::from_tokens(r.scopes.iter().map(String::as_str))
         .map_err(|e| invalid(format!("{key}.scopes"), e.to_string()))?;
     let auth = r.auth.unwrap_or(true);
@@ -398,7 +391,7 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
     }
     Ok(Route {
         path_prefix: r.path_prefix,
-        upstream,
+        upstream: Arc::new(upstream),
         scopes,
         auth,
     })

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod load;
 pub mod model;
+pub mod upstreams;
 
 pub use load::{load_file, parse_str, ConfigError};
 pub use model::Config;

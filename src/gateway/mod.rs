@@ -1,7 +1,9 @@
 //! HTTP side: the route table, bearer checks and the pingora proxy that ties them together.
 
+pub mod balancer;
 pub mod bearer;
 pub mod connections;
+pub mod discovery;
 pub mod forwarded;
 pub mod identity;
 pub mod limits;

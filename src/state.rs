@@ -64,6 +64,8 @@ pub struct AppState {
     pub connections: ConnectionCount,
     /// Permits for concurrent argon2 checks (each holds ~19 MiB and a core for tens of ms).
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Counts config swaps, for the background work that follows the config (health checks).
+    config_version: tokio::sync::watch::Sender<u64>,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            config_version: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -123,6 +126,12 @@ impl AppState {
         // Routes whose upstreams did not change keep their balancers: health, rotation, checks.
         config.routes.keep_balancers(&running.config.routes);
         self.live.store(Arc::new(Live::new(config)));
+        self.config_version.send_modify(|v| *v += 1);
         restart
+    }
+
+    /// Changes each time a new config is swapped in.
+    pub fn config_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.config_version.subscribe()
     }
 }

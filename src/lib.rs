@@ -15,3 +15,4 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod tokens;
+pub mod upstream;

@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use tokengate::config::{self, Config};
 use tokengate::gateway::connections::ConnectionLimit;
 use tokengate::gateway::proxy::Gateway;
+use tokengate::services::health::UpstreamHealth;
 use tokengate::services::ops_http;
 use tokengate::services::reload::{ConfigFile, ConfigReloader, Fingerprint};
 use tokengate::services::sweeper::Sweeper;
@@ -249,6 +250,10 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
             state: state.clone(),
             interval: config.start.store.sweep_interval,
         },
+    ));
+    server.add_service(background_service(
+        "upstream health",
+        UpstreamHealth::new(state.clone()),
     ));
     server.add_service(background_service(
         "config reload",

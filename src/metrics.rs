@@ -152,6 +152,10 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
+    /// `tokengate_upstream_healthy{route, server}`: 1 for a server in its route's rotation, 0 for
+    /// one out of it (failing its health check, or skipped after a refused connection); set at
+    /// scrape time.
+    pub upstream_healthy: IntGaugeVec,
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
     issued: [[[IntCounter; 3]; 2]; 3],
     revoked: [IntCounter; 4],
@@ -261,6 +265,14 @@ impl Metrics {
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
         )?;
         registry.register(Box::new(store_write_seconds.clone()))?;
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "tokengate_upstream_healthy",
+                "1 for a route's server in the rotation, 0 for one out of it (failed health check or refused connection)",
+            ),
+            &["route", "server"],
+        )?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
 
         let issued = resolve(|g| {
             resolve(|f| {
@@ -299,6 +311,7 @@ impl Metrics {
             client_connections,
             connections_refused,
             store_write_seconds,
+            upstream_healthy,
             issued,
             revoked,
             validated,
@@ -355,6 +368,17 @@ impl Metrics {
             502 => self.upstream_failed[0].inc(),
             504 => self.upstream_failed[1].inc(),
             _ => {}
+        }
+    }
+
+    /// Sets `tokengate_upstream_healthy` to `(route, server, healthy)` for each server of the live
+    /// routes; servers of routes gone leave the exposition.
+    pub fn upstream_health<'a>(&self, servers: impl IntoIterator<Item = (&'a str, &'a str, bool)>) {
+        self.upstream_healthy.reset();
+        for (route, server, healthy) in servers {
+            if let Ok(gauge) = self.upstream_healthy.get_metric_with_label_values(&[route, server]) {
+                gauge.set(i64::from(healthy));
+            }
         }
     }
 

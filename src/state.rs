@@ -61,6 +61,8 @@ pub struct AppState {
     pub connections: ConnectionCount,
     /// Resource owners' password checks (argon2id, a bounded number at once).
     pub passwords: PasswordChecker,
+    /// Counts config swaps, for the background work that follows the config (health checks).
+    config_version: tokio::sync::watch::Sender<u64>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             lockout: Lockout::default(),
             connections: ConnectionCount::default(),
             passwords,
+            config_version: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -128,8 +131,16 @@ impl AppState {
         // describes the process (e.g. the JWKS keeps naming the signing key in use) and a later
         // reload names the same changes again until the restart.
         config.start = running.config.start.clone();
+        // Routes whose upstreams did not change keep their balancers: health, rotation, checks.
+        config.routes.keep_balancers(&running.config.routes);
         self.live.store(Arc::new(Live::new(config)));
+        self.config_version.send_modify(|v| *v += 1);
         restart
+    }
+
+    /// Changes each time a new config is swapped in.
+    pub fn config_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.config_version.subscribe()
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// be placed.
 const LAYERS: &[&[&str]] = &[
     &["domain", "fsutil", "reply", "logging", "demo_upstream"],
-    &["store"],
+    &["store", "upstream"],
     &["config", "tokens"],
     &["metrics"],
     &["oauth"],

@@ -10,6 +10,8 @@
 #
 # Prints requests/s (median of the rounds) and p99 per scenario, then the ratios the
 # performance targets are about. Absolute figures vary by machine; ratios come from one run.
+# Two routes measure the upstream features against the one-server public route: one with two
+# servers (nginx on two ports: the balancer's cost) and one over HTTPS to nginx (the TLS cost).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${1:-10}
@@ -22,6 +24,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
@@ -42,7 +45,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 UP=18081
-for port in 18081 18082 18090 18091 18092 18093 18094 18095; do
+UP2=18083     # the same nginx on a second port: the two-server route
+UPTLS=18084   # and over HTTPS, with a certificate from a CA made here
+for port in 18081 18082 18083 18084 18090 18091 18092 18093 18094 18095; do
   # A leftover server on a port would be measured instead of the one started here.
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "run.sh: port $port is already in use; stop what listens there first" >&2
@@ -60,9 +65,22 @@ http {
   keepalive_requests 10000000;
   client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
   uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$UP; listen 127.0.0.1:$UP2; location / { return 200 "ok\n"; } }
+  server {
+    listen 127.0.0.1:$UPTLS ssl;
+    ssl_certificate $work/upstream.pem; ssl_certificate_key $work/upstream.key;
+    location / { return 200 "ok\n"; }
+  }
 }
 NGINX
+# The HTTPS upstream's certificate, for 127.0.0.1, from a CA the gateway is told to trust.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$work/upstream.key" -out "$work/upstream.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/upstream.ext"
+openssl x509 -req -in "$work/upstream.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+  -extfile "$work/upstream.ext" -out "$work/upstream.pem" 2>/dev/null
 declare -A PID   # port -> process, for the CPU each request costs it
 "$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 ./target/release/examples/passthrough 127.0.0.1:18082 127.0.0.1:$UP "$THREADS" 2>"$work/passthrough.log" & pids+=($!)
@@ -118,6 +136,16 @@ scopes = ["orders:read"]
 [[routes]]
 path_prefix = "/public"
 upstream = "127.0.0.1:$UP"
+auth = false
+[[routes]]
+path_prefix = "/two"
+upstreams = ["127.0.0.1:$UP", "127.0.0.1:$UP2"]
+auth = false
+[[routes]]
+path_prefix = "/tls"
+upstream = "127.0.0.1:$UPTLS"
+upstream_tls = true
+upstream_ca = "$work/ca.pem"
 auth = false
 TOML
   RUST_LOG=warn "$GATEWAY" --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
@@ -199,6 +227,8 @@ scenarios=(
   "issue JWT EdDSA cc multi|http://127.0.0.1:18093/oauth2/token|token.lua|BASIC=$BASIC_JWT"
   "HAProxy plain|http://127.0.0.1:18094/public/x||"
   "HAProxy bearer map|http://127.0.0.1:18095/api/x|bearer.lua|TOKEN=$OPAQUE"
+  "public route, two servers|http://127.0.0.1:18090/two/x||"
+  "public route, HTTPS upstream|http://127.0.0.1:18090/tls/x||"
 )
 
 results="$work/results"
@@ -231,7 +261,7 @@ echo
 echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream, gateway $GATEWAY"
 printf '%-34s %12s %10s %8s %12s\n' scenario "req/s (med)" "p99 ms" non-2xx "CPU us/req"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A RPS CPU
+declare -A RPS CPU P99
 for i in "${!scenarios[@]}"; do
   IFS='|' read -r name _ <<<"${scenarios[$i]}"
   rps=$(awk -F'|' -v i="$i" '$1 == i {print $2}' "$results" | median)
@@ -240,6 +270,7 @@ for i in "${!scenarios[@]}"; do
   cpu=$(awk -F'|' -v i="$i" '$1 == i {print $5}' "$results" | median)
   RPS[$i]=$rps
   CPU[$i]=$cpu
+  P99[$i]=$p99
   printf '%-34s %12.0f %10.3f %8s %12.2f\n' "$name" "$rps" "$p99" "$errs" "$cpu"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -254,7 +285,8 @@ paired() {
 echo
 # Indexes into scenarios: 0 passthrough, 1 public, 2 public + JWT header, 3 opaque bearer,
 # 4 JWT bearer, 5 metadata, 6 opaque single, 7 opaque multi, 8 RS256 single, 9 RS256 multi,
-# 10 ES256 multi, 11 EdDSA multi, 12 HAProxy plain, 13 HAProxy bearer map.
+# 10 ES256 multi, 11 EdDSA multi, 12 HAProxy plain, 13 HAProxy bearer map, 14 public route with
+# two servers, 15 public route over HTTPS to the upstream.
 echo "opaque bearer / public route              $(ratio "${RPS[3]}" "${RPS[1]}")   (target >= 0.97); $(paired 3 1)"
 echo "JWT bearer / public route                 $(ratio "${RPS[4]}" "${RPS[1]}")   (target >= 0.97); $(paired 4 1)"
 echo "JWT bearer / public route, same header    $(ratio "${RPS[4]}" "${RPS[2]}")   (validation cost alone)"
@@ -269,6 +301,8 @@ echo "ES256 issuance / metadata                 $(ratio "${RPS[10]}" "${RPS[5]}"
 echo "EdDSA issuance / metadata                 $(ratio "${RPS[11]}" "${RPS[5]}")   (target >= 0.60); $(paired 11 5)"
 echo "opaque bearer / HAProxy bearer map        $(ratio "${RPS[3]}" "${RPS[13]}")   (long goal >= 1.00, same threads); $(paired 3 13)"
 echo "public route / HAProxy plain              $(ratio "${RPS[1]}" "${RPS[12]}")"
+echo "two servers / one server (public route)   $(ratio "${RPS[14]}" "${RPS[1]}")   (the balancer's cost: within noise); $(paired 14 1); p99 ${P99[14]} vs ${P99[1]} ms"
+echo "HTTPS upstream / plain (public route)     $(ratio "${RPS[15]}" "${RPS[1]}")   (the TLS cost to the upstream); $(paired 15 1); p99 ${P99[15]} vs ${P99[1]} ms"
 echo "  CPU per request: opaque bearer / HAProxy bearer map  $(ratio "${CPU[3]}" "${CPU[13]}")"
 if command -v openssl >/dev/null; then
   sign=$(openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}')

@@ -237,8 +237,37 @@ pub struct UserEntry {
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     pub path_prefix: String,
-    pub upstream: String,
+    /// One server, `host:port`; or several in `upstreams` (one of the two).
+    pub upstream: Option<String>,
+    pub upstreams: Option<Vec<String>>,
+    /// `round_robin` (default), `random` or `consistent_hash` (by the token's client id).
+    pub load_balancing: Option<String>,
+    /// An active check of every server; none by default.
+    pub health_check: Option<HealthCheckEntry>,
+    /// HTTPS to the servers. Default false.
+    pub upstream_tls: Option<bool>,
+    /// The name sent and verified; default the host part of each server.
+    pub upstream_sni: Option<String>,
+    /// PEM bundle of the CAs the servers' certificates are verified against; default the system's.
+    pub upstream_ca: Option<String>,
+    /// PEM certificate chain and key the gateway presents to the servers (mutual TLS).
+    pub upstream_client_cert: Option<String>,
+    pub upstream_client_key: Option<String>,
+    /// Turns certificate verification off; logged as a warning at every load.
+    pub insecure_skip_verify: Option<bool>,
+    /// Seconds between resolutions of the servers' host names; default only at load.
+    pub resolve_interval_secs: Option<u64>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub auth: Option<bool>,
+}
+
+/// A route's `health_check = { path, interval_secs, timeout_ms }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckEntry {
+    /// `GET` this path, expecting 200; without it, a TCP connect check.
+    pub path: Option<String>,
+    pub interval_secs: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }

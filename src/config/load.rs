@@ -2,7 +2,6 @@
 //! a [`ConfigError`] whose message names the key (or line) at fault.
 
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use super::start::StartConfig;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::ScopeSet;
+use crate::upstream::balancer::Balancer;
 
 pub use super::checks::ConfigError;
 use super::checks::{grant_list, invalid, TYPOGRAPHIC_QUOTES};
@@ -55,7 +55,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         oauth,
         clients: clients(file.clients)?,
         users: users(file.users)?,
-        routes: routes(file.routes)?,
+        routes: routes(file.routes, base)?,
     })
 }
 
@@ -107,10 +107,10 @@ fn users(entries: Vec<UserEntry>) -> Result<HashMap<String, User>, ConfigError> 
     Ok(users)
 }
 
-fn routes(entries: Vec<RouteEntry>) -> Result<RouteTable, ConfigError> {
+fn routes(entries: Vec<RouteEntry>, base: &Path) -> Result<RouteTable, ConfigError> {
     let mut routes = Vec::new();
     for (i, r) in entries.into_iter().enumerate() {
-        routes.push(route(i, r)?);
+        routes.push(route(i, r, base)?);
     }
     RouteTable::new(routes)
         .map_err(|prefix| invalid("routes", format!("two routes have the same path_prefix {prefix:?}")))
@@ -162,7 +162,7 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
     })
 }
 
-fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
+fn route(i: usize, r: RouteEntry, base: &Path) -> Result<Route, ConfigError> {
     let key = format!("routes[{i}]");
     if !r.path_prefix.starts_with('/') {
         return Err(invalid(format!("{key}.path_prefix"), "must start with '/'"));
@@ -178,17 +178,9 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
         }
         Err(e) => return Err(invalid(format!("{key}.path_prefix"), e.to_string())),
     }
-    let upstream = r
-        .upstream
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
-            invalid(
-                format!("{key}.upstream"),
-                format!("{:?} is not a reachable host:port", r.upstream),
-            )
-        })?;
+    let settings = super::upstreams::settings(&key, &r, base)?;
+    let upstream =
+        Balancer::new(&r.path_prefix, settings).map_err(|e| invalid(format!("{key}.upstreams"), e.to_string()))?;
     let scopes = ScopeSet::from_tokens(r.scopes.iter().map(String::as_str))
         .map_err(|e| invalid(format!("{key}.scopes"), e.to_string()))?;
     let auth = r.auth.unwrap_or(true);
@@ -200,7 +192,7 @@ fn route(i: usize, r: RouteEntry) -> Result<Route, ConfigError> {
     }
     Ok(Route {
         path_prefix: r.path_prefix,
-        upstream,
+        upstream: Arc::new(upstream),
         scopes,
         auth,
     })

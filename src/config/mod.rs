@@ -9,6 +9,7 @@ pub mod routes;
 mod sections;
 pub mod start;
 pub mod trusted_proxies;
+pub mod upstreams;
 
 pub use load::{load_file, parse_str, ConfigError};
 pub use model::Config;

@@ -1,15 +1,16 @@
 //! The route table: which upstream a request path goes to, and what it needs.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::domain::key::ScopeSet;
+use crate::upstream::balancer::Balancer;
 
 /// One `[[routes]]` entry, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub path_prefix: String,
-    pub upstream: SocketAddr,
+    /// The route's servers and how one is chosen for each request.
+    pub upstream: Arc<Balancer>,
     /// Every one of these scopes is required; empty = any valid token.
     pub scopes: ScopeSet,
     /// `false` for a public route that needs no token.
@@ -57,6 +58,26 @@ impl RouteTable {
         self.routes.iter().find(|r| r.matches(path))
     }
 
+    /// Every route, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
+    /// Takes over the balancers of `running` for the routes whose prefix and upstream settings
+    /// are unchanged, so that a reload keeps their servers' health, their rotation and their
+    /// running checks. Call on a table just built (its routes are not shared yet).
+    pub fn keep_balancers(&mut self, running: &RouteTable) {
+        for route in &mut self.routes {
+            let same = running
+                .routes
+                .iter()
+                .find(|old| old.path_prefix == route.path_prefix && old.upstream == route.upstream);
+            if let (Some(old), Some(route)) = (same, Arc::get_mut(route)) {
+                route.upstream = Arc::clone(&old.upstream);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }
@@ -69,23 +90,30 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::settings::UpstreamSettings;
+    use std::net::SocketAddr;
 
     fn route(prefix: &str, port: u16) -> Route {
+        let settings = UpstreamSettings::plain(&[SocketAddr::from(([127, 0, 0, 1], port))]);
         Route {
             path_prefix: prefix.into(),
-            upstream: SocketAddr::from(([127, 0, 0, 1], port)),
+            upstream: Arc::new(Balancer::new(prefix, settings).unwrap()),
             scopes: ScopeSet::default(),
             auth: true,
         }
     }
 
+    fn port(route: &Route) -> u16 {
+        route.upstream.settings().servers[0].port
+    }
+
     #[test]
     fn longest_prefix_wins() {
         let t = RouteTable::new(vec![route("/api", 1), route("/api/orders", 2), route("/", 3)]).unwrap();
-        assert_eq!(t.find("/api/orders/7").unwrap().upstream.port(), 2);
-        assert_eq!(t.find("/api/orders").unwrap().upstream.port(), 2);
-        assert_eq!(t.find("/api/users").unwrap().upstream.port(), 1);
-        assert_eq!(t.find("/other").unwrap().upstream.port(), 3);
+        assert_eq!(port(t.find("/api/orders/7").unwrap()), 2);
+        assert_eq!(port(t.find("/api/orders").unwrap()), 2);
+        assert_eq!(port(t.find("/api/users").unwrap()), 1);
+        assert_eq!(port(t.find("/other").unwrap()), 3);
     }
 
     #[test]
@@ -95,6 +123,20 @@ mod tests {
         assert!(t.find("/api").is_none());
         let t = RouteTable::new(vec![route("/api/", 2)]).unwrap();
         assert!(t.find("/api/x").is_some());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_balancers_of_unchanged_routes() {
+        let running = RouteTable::new(vec![route("/a", 1), route("/b", 2)]).unwrap();
+        let mut next = RouteTable::new(vec![route("/a", 1), route("/b", 3), route("/c", 1)]).unwrap();
+        next.keep_balancers(&running);
+        let same = |t: &RouteTable, u: &RouteTable, p: &str| {
+            Arc::ptr_eq(&t.find(p).unwrap().upstream, &u.find(p).unwrap().upstream)
+        };
+        assert!(same(&next, &running, "/a"), "unchanged: kept");
+        assert!(!same(&next, &running, "/b"), "other server: rebuilt");
+        assert_eq!(port(next.find("/b").unwrap()), 3);
+        assert_eq!(next.iter().count(), 3);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! translate between HTTP and the plain-Rust calls that decide everything.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use super::identity;
 use super::limits;
 use super::routes::Route;
 use super::target;
-use super::upstream::{error_status, failure_reply, peer_for};
+use super::upstream::{connect_failed, error_status, failure_reply, peer_for};
 use crate::metrics::Validation;
 use crate::oauth::errors::OAuthError;
 use crate::oauth::form::MAX_BODY_BYTES;
@@ -29,6 +29,7 @@ use crate::oauth::{endpoints, token_endpoint};
 use crate::reply::Reply;
 use crate::state::AppState;
 use crate::tokens::record::{now_ms, AccessRecord};
+use crate::upstream::settings::Balancing;
 
 /// The proxy service.
 pub struct Gateway {
@@ -49,6 +50,8 @@ pub struct Ctx {
     /// The target the upstream is sent (the path the route was chosen by, normalised, and the
     /// query), when it differs from the raw one the client sent.
     upstream_target: Option<String>,
+    /// The server whose connection failed, when the request is being retried on another.
+    failed: Option<SocketAddr>,
 }
 
 /// The locally answered endpoints.
@@ -284,14 +287,39 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
                 "request reached upstream_peer without a route",
             )
         })?;
-        Ok(Box::new(peer_for(route, &self.state.live_guard().config.server)))
+        let live = self.state.live_guard();
+        // Consistent hashing goes by the token's client id; on a public route, by the client.
+        let client;
+        let key: &[u8] = match (&ctx.identity, route.upstream.settings().balancing) {
+            (_, Balancing::RoundRobin | Balancing::Random) => b"",
+            (Some(record), Balancing::ConsistentHash) => record.key.client_id.as_bytes(),
+            (None, Balancing::ConsistentHash) => {
+                client = client_ip(session, &live.config.server.trusted_proxies).map(|ip| ip.to_string());
+                client.as_deref().unwrap_or_default().as_bytes()
+            }
+        };
+        let Some(addr) = route.upstream.select(key, ctx.failed) else {
+            let why = format!("route {}: no server is up", route.path_prefix);
+            return Err(Error::explain(ErrorType::ConnectNoRoute, why).into_up());
+        };
+        Ok(Box::new(peer_for(route, addr, &live.config.server)))
+    }
+
+    /// Nothing reached the server: the request may go to another one, once, whatever its method.
+    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        let retry = match (&ctx.route, peer._address.as_inet()) {
+            (Some(route), Some(&addr)) => connect_failed(route, addr, &e, &mut ctx.failed),
+            _ => false,
+        };
+        e.set_retry(retry);
+        e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {

@@ -1,6 +1,7 @@
 //! The operations listener on `[server] metrics_listen`: `GET /metrics` in the Prometheus text
-//! format and `GET /healthz`. Plain HTTP on its own port, so it can stay on a private network
-//! (or loopback) while the gateway's listener faces clients.
+//! format and `GET /healthz` (`ok`; with `?detail`, each route's servers and their health in
+//! JSON). Plain HTTP on its own port, so it can stay on a private network (or loopback) while
+//! the gateway's listener faces clients.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
 use crate::state::AppState;
+use crate::upstream::balancer::ServerHealth;
 
 /// The Prometheus text exposition content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,8 +27,52 @@ impl OpsApp {
         OpsApp { state }
     }
 
-    /// The answer to `method path`: status, content type and body.
-    pub fn answer(&self, method: &Method, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
+    /// Each live route (its path prefix) with the health of its servers.
+    fn upstreams(&self) -> Vec<(String, Vec<ServerHealth>)> {
+        let live = self.state.live();
+        live.config
+            .routes
+            .iter()
+            .map(|r| (r.path_prefix.clone(), r.upstream.health()))
+            .collect()
+    }
+
+    /// `/healthz?detail`: the gateway serves, and how each route's servers are doing.
+    fn health_detail(&self) -> Vec<u8> {
+        let routes = self.upstreams();
+        let up = |servers: &[ServerHealth]| servers.iter().filter(|s| s.healthy()).count();
+        let status = if routes.iter().any(|(_, s)| up(s) == 0) {
+            "failing"
+        } else if routes.iter().any(|(_, s)| up(s) < s.len()) {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let routes: Vec<serde_json::Value> = routes
+            .iter()
+            .map(|(prefix, servers)| {
+                let list: Vec<serde_json::Value> = servers
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "server": &*s.server,
+                            "address": s.addr.to_string(),
+                            "healthy": s.healthy(),
+                            "health_check_passes": s.checked_up,
+                            "skipped_after_failure": s.skipped,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"path_prefix": prefix, "servers_up": up(servers), "servers": list})
+            })
+            .collect();
+        let mut body = serde_json::json!({"status": status, "routes": routes}).to_string();
+        body.push('\n');
+        body.into_bytes()
+    }
+
+    /// The answer to `method path?query`: status, content type and body.
+    pub fn answer(&self, method: &Method, path: &str, query: Option<&str>) -> (StatusCode, &'static str, Vec<u8>) {
         let text = "text/plain; charset=utf-8";
         if path != "/metrics" && path != "/healthz" {
             return (StatusCode::NOT_FOUND, text, b"not found\n".to_vec());
@@ -36,11 +82,21 @@ impl OpsApp {
         }
         if path == "/healthz" {
             // This listener runs in the gateway's server: answering means the gateway serves.
+            let detail = query.is_some_and(|q| q.split('&').any(|p| p == "detail" || p.starts_with("detail=")));
+            if detail {
+                return (StatusCode::OK, "application/json", self.health_detail());
+            }
             return (StatusCode::OK, text, b"ok\n".to_vec());
         }
         let index = self.state.tokens.index();
         let connections = i64::try_from(self.state.connections.open()).unwrap_or(i64::MAX);
         self.state.metrics.client_connections.set(connections);
+        let upstreams = self.upstreams();
+        self.state.metrics.upstream_health(
+            upstreams
+                .iter()
+                .flat_map(|(route, servers)| servers.iter().map(move |s| (route.as_str(), &*s.server, s.healthy()))),
+        );
         match self
             .state
             .metrics
@@ -63,7 +119,7 @@ impl OpsApp {
 impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) = self.answer(&req.method, req.uri.path());
+        let (status, content_type, body) = self.answer(&req.method, req.uri.path(), req.uri.query());
         if req.method != Method::GET {
             // A body we did not read must not be taken for the next request.
             session.set_keepalive(None);

@@ -2,7 +2,7 @@
 //! table in [`routes`]) and the loader between them ([`load`]).
 
 mod checks;
-pub mod file;
+pub(crate) mod file;
 pub mod load;
 pub mod model;
 pub mod routes;

@@ -3,12 +3,12 @@
 
 pub mod bearer;
 pub mod connections;
-pub mod forwarded;
-pub mod identity;
-pub mod limits;
+pub(crate) mod forwarded;
+pub(crate) mod identity;
+pub(crate) mod limits;
 pub mod proxy;
-pub mod target;
-pub mod upstream;
+pub(crate) mod target;
+pub(crate) mod upstream;
 
 /// Where these lived before the domain and config layers took them (kept for existing users).
 pub use crate::config::routes;

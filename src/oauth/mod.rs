@@ -3,8 +3,8 @@
 
 pub mod client_auth;
 pub mod deps;
-pub mod documents;
-pub mod endpoints;
+pub(crate) mod documents;
+pub(crate) mod endpoints;
 pub mod errors;
 pub mod form;
 pub mod lockout;

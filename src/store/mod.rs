@@ -2,18 +2,18 @@
 //! database for cluster mode are interchangeable. The request path never reads it: the index is
 //! loaded from it at start, and every change is written to it before the answer is sent.
 
-pub mod ack;
-pub mod checkpoint;
+pub(crate) mod ack;
+pub(crate) mod checkpoint;
 #[cfg(test)]
 pub(crate) mod conformance;
-pub mod expiries;
+pub(crate) mod expiries;
 #[cfg(test)]
 pub(crate) mod memory;
-pub mod purge;
+pub(crate) mod purge;
 pub mod sqlite;
 mod sqlite_sql;
-pub mod timed;
-pub mod writer;
+pub(crate) mod timed;
+pub(crate) mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;

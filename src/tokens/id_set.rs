@@ -115,6 +115,7 @@ impl<T: Identified> IdSet<T> {
         self.len.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -37,10 +37,12 @@ impl Interner {
         self.0.retain(|text, _| Arc::strong_count(text) > 1);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -2,11 +2,11 @@
 //! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]),
 //! within the bounds on tokens held at once ([`capacity`], [`client_counts`]).
 
-pub mod capacity;
-pub mod client_counts;
-pub mod id_set;
+pub(crate) mod capacity;
+pub(crate) mod client_counts;
+pub(crate) mod id_set;
 pub mod index;
-pub mod intern;
+pub(crate) mod intern;
 mod issue;
 pub mod jwt;
 pub mod lifecycle;
@@ -14,7 +14,7 @@ pub mod opaque;
 mod presign;
 pub mod record;
 pub mod request;
-pub mod rows;
+pub(crate) mod rows;
 pub mod service;
 
 #[cfg(test)]

@@ -3,6 +3,6 @@
 //! pingora's own (`pingora::lb`) that picks a healthy server for each request.
 
 pub mod balancer;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod settings;
 pub mod tls;

@@ -53,6 +53,12 @@ fn version_and_help() {
     for word in ["--conf", "--check", "--version", "hash-secret", "hash-password"] {
         assert!(help.contains(word), "--help does not mention {word}:\n{help}");
     }
+    for sub in ["hash-secret", "hash-password"] {
+        let h = tokengate(&[sub, "--help"]);
+        assert!(h.status.success());
+        let help = text(&h.stdout);
+        assert!(!help.contains("--conf"), "{sub} --help shows an option it does not use:\n{help}");
+    }
 }
 
 #[test]

@@ -352,3 +352,19 @@ fn the_data_folder_and_store_files_are_private() {
         assert_eq!(mode(file), 0o600, "{file}");
     }
 }
+
+#[test]
+fn two_sigints_in_a_row_stop_the_gateway_without_a_log_flood() {
+    let metrics = format!("metrics_listen = \"127.0.0.1:{}\"", common::free_port());
+    let mut gw = gateway_with_server_lines(&metrics);
+    // Back to back, as a shell's built-in kill sends them (a supervisor's double Ctrl-C).
+    let sent = std::process::Command::new("sh")
+        .args(["-c", "kill -INT $0; kill -INT $0", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = gw.wait_exit(Duration::from_secs(30));
+    let lines = gw.log().lines().count();
+    assert!(status.is_some(), "still running after two SIGINTs; {lines} log lines");
+    assert!(lines < 1000, "{lines} log lines");
+}

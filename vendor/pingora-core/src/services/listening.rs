@@ -252,6 +252,18 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     });
                 }
                 Err(e) => {
+                    // tokengate patch: once the runtime shuts down (a fast shutdown by SIGINT does
+                    // not tell the accept loops first), every accept fails at once with this
+                    // error; looping on it spun a core, logged millions of lines and kept the
+                    // process from exiting. Stop accepting instead.
+                    if e
+                        .root_cause()
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.to_string().contains("is being shutdown"))
+                    {
+                        info!("Runtime shutting down: {} stops accepting", stack.as_str());
+                        break;
+                    }
                     error!("Accept() failed {e}");
                     if let Some(io_error) = e
                         .root_cause()

@@ -57,7 +57,10 @@ fn version_and_help() {
         let h = tokengate(&[sub, "--help"]);
         assert!(h.status.success());
         let help = text(&h.stdout);
-        assert!(!help.contains("--conf"), "{sub} --help shows an option it does not use:\n{help}");
+        assert!(
+            !help.contains("--conf"),
+            "{sub} --help shows an option it does not use:\n{help}"
+        );
     }
 }
 

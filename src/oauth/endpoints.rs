@@ -98,3 +98,7 @@ fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_ty
     }
     Reply::json_no_store(200, body.to_string())
 }
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

@@ -96,6 +96,13 @@ impl JwtSigner {
         })
     }
 
+    /// A new key for `alg`, kept in memory only (an engine without files, as unit tests use).
+    pub fn generate(alg: JwtAlgorithm) -> Result<JwtSigner, KeyError> {
+        let der = generate_pkcs8(alg)?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+        JwtSigner::from_pem(pem.as_bytes(), alg).map_err(|_| KeyError::Generate)
+    }
+
     /// Parses a PEM private key for `alg`.
     pub fn from_pem(text: &[u8], alg: JwtAlgorithm) -> Result<JwtSigner, String> {
         let block = pem::parse(text).map_err(|e| e.to_string())?;

@@ -58,6 +58,17 @@ pub fn describe(url: &str) -> String {
     }
 }
 
+/// Whether `url` is a PostgreSQL url this store can use; the error never quotes it (it may hold
+/// a password). Nothing connects.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a postgres:// url".into());
+    }
+    tokio_postgres::Config::from_str(url)
+        .map(drop)
+        .map_err(|e| format!("not a valid PostgreSQL url: {e}"))
+}
+
 /// The connection settings of `url`, with the timeouts added.
 fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config = tokio_postgres::Config::from_str(url)

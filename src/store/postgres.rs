@@ -131,7 +131,7 @@ impl PostgresStore {
 
 /// The pool, with the schema migrated, and the connection that holds the single-node lock.
 async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -> Result<(Pool, Client), StoreError> {
-    let unreachable = |e: &dyn std::fmt::Display| StoreError::Db(format!("{where_}: {e}"));
+    let unreachable = |e: &dyn std::error::Error| StoreError::Db(format!("{where_}: {}", sql::chain(e)));
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
@@ -153,7 +153,9 @@ async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -
     });
     sql::take_node_lock(&lock, where_).await?;
     let mut client = pool.get().await.map_err(|e| unreachable(&e))?;
-    sql::migrate(&mut client).await.map_err(|e| unreachable(&e))?;
+    sql::migrate(&mut client)
+        .await
+        .map_err(|e| StoreError::Db(format!("{where_}: {e}")))?;
     Ok((pool, lock))
 }
 

@@ -9,7 +9,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 
-use super::postgres_sql::{db_err, ms, ACCESS};
+use super::postgres_sql::{chain, db_err, ms, ACCESS};
 use super::{AccessRow, RefreshRow, Snapshot, StoreError};
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
@@ -44,7 +44,7 @@ async fn load_chunks(
     now: u64,
     out: &mpsc::Sender<Result<Option<Snapshot>, StoreError>>,
 ) -> Result<(), StoreError> {
-    let mut client = pool.get().await.map_err(|e| StoreError::Db(e.to_string()))?;
+    let mut client = pool.get().await.map_err(|e| StoreError::Db(chain(&e)))?;
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -131,7 +131,7 @@ fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &mut impl Fn
 /// Deletes the tokens expired at `now` and the records of their changes, a bounded step at a
 /// time; returns how many rows went.
 pub async fn purge(pool: &Pool, now: u64) -> Result<u64, StoreError> {
-    let client = pool.get().await.map_err(|e| StoreError::Db(e.to_string()))?;
+    let client = pool.get().await.map_err(|e| StoreError::Db(chain(&e)))?;
     let mut removed = 0;
     for table in ["access_tokens", "refresh_tokens", "token_changes"] {
         let step = format!(

@@ -66,14 +66,14 @@ impl From<tokio_postgres::Error> for Failure {
             Some(db) if db.code() != &tokio_postgres::error::SqlState::QUERY_CANCELED => {
                 Failure::Rejected(db.to_string())
             }
-            _ => Failure::Unavailable(e.to_string()),
+            _ => Failure::Unavailable(chain(&e)),
         }
     }
 }
 
 impl From<PoolError> for Failure {
     fn from(e: PoolError) -> Failure {
-        Failure::Unavailable(e.to_string())
+        Failure::Unavailable(chain(&e))
     }
 }
 
@@ -84,7 +84,19 @@ impl From<Failure> for StoreError {
 }
 
 pub fn db_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    StoreError::Db(chain(&e))
+}
+
+/// `e` and its causes, joined: the driver's own message alone ("error connecting to server")
+/// leaves out why. None of them quotes the url.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
 
 /// Takes the node's advisory lock on `client`'s session, waiting briefly; fails naming
@@ -95,7 +107,7 @@ pub async fn take_node_lock(client: &Client, where_: &str) -> Result<(), StoreEr
         let row = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK_KEY])
             .await
-            .map_err(|e| StoreError::Db(format!("{where_}: {e}")))?;
+            .map_err(|e| StoreError::Db(format!("{where_}: {}", chain(&e))))?;
         if row.get::<_, bool>(0) {
             return Ok(());
         }

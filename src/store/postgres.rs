@@ -147,9 +147,16 @@ async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -
         .build()
         .map_err(|e| unreachable(&e))?;
     let (lock, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&e))?;
+    let held_on = where_.to_string();
     tokio::spawn(async move {
-        // The connection ends with the store (or the server); either way the lock is gone.
-        let _ = connection.await;
+        // The connection ends with the store, or else with an error: then the lock is gone and
+        // another node could take the database.
+        if let Err(e) = connection.await {
+            log::error!(
+                "lost the connection holding the single-node lock on {held_on}: {}",
+                sql::chain(&e)
+            );
+        }
     });
     sql::take_node_lock(&lock, where_).await?;
     let mut client = pool.get().await.map_err(|e| unreachable(&e))?;

@@ -9,7 +9,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 
-use super::postgres_sql::{chain, db_err, ms, ACCESS};
+use super::postgres_sql::{answered, chain, db_err, ms, ACCESS};
 use super::{AccessRow, RefreshRow, Snapshot, StoreError};
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
@@ -65,17 +65,16 @@ async fn load_chunks(
     };
     let mut after = 0i64;
     loop {
-        let rows = tx
-            .query(&stmt, &[&ms(now), &after, &LOAD_CHUNK_ROWS])
-            .await
-            .map_err(db_err)?;
+        let rows = answered(tx.query(&stmt, &[&ms(now), &after, &LOAD_CHUNK_ROWS])).await?;
         let full = rows.len() as i64 == LOAD_CHUNK_ROWS;
         let mut snap = Snapshot::default();
         for row in &rows {
             after = row.get(0);
             push_row(&mut snap, row, &mut shared);
         }
-        if out.send(Ok(Some(snap))).await.is_err() || !full {
+        let empty = snap.access.is_empty() && snap.refresh.is_empty();
+        // A receiver that went away wants no more.
+        if (!empty && out.send(Ok(Some(snap))).await.is_err()) || !full {
             return Ok(());
         }
     }
@@ -140,10 +139,7 @@ pub async fn purge(pool: &Pool, now: u64) -> Result<u64, StoreError> {
         );
         let stmt = client.prepare_cached(&step).await.map_err(db_err)?;
         loop {
-            let n = client
-                .execute(&stmt, &[&ms(now), &PURGE_STEP_ROWS])
-                .await
-                .map_err(db_err)?;
+            let n = answered(client.execute(&stmt, &[&ms(now), &PURGE_STEP_ROWS])).await?;
             removed += n;
             if n < PURGE_STEP_ROWS as u64 {
                 break;

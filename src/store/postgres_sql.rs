@@ -44,6 +44,11 @@ const NODE_LOCK_KEY: i64 = 0x746f_6b65_6e67_6174;
 /// How long a node waits for the lock: a node that just stopped may still hold it briefly.
 const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// Longest wait for one statement's answer. The server cancels a statement at its
+/// `statement_timeout` (5 s); this bounds a server that went silent (a cut network sends no
+/// answer at all).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `kind` values in `token_changes` and in the rows of a load.
 pub const ACCESS: i16 = 0;
 pub const REFRESH: i16 = 1;
@@ -85,6 +90,16 @@ impl From<Failure> for StoreError {
 
 pub fn db_err(e: tokio_postgres::Error) -> StoreError {
     StoreError::Db(chain(&e))
+}
+
+/// `query`'s answer, or an error once [`ANSWER_TIMEOUT`] has passed without one.
+pub async fn answered<T>(
+    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, query).await {
+        Ok(answer) => answer.map_err(db_err),
+        Err(_) => Err(StoreError::Db("the database did not answer in time".into())),
+    }
 }
 
 /// `e` and its causes, joined: the driver's own message alone ("error connecting to server")

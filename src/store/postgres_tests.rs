@@ -213,3 +213,49 @@ async fn a_write_the_database_cannot_take_fails_within_the_statement_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10));
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_load_comes_in_chunks_in_issue_order() {
+    let db = TestDb::create();
+    let store = PostgresStore::open(&db.url, 2).unwrap();
+    let id = |i: u32| {
+        let mut id = [7u8; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        TokenId(id)
+    };
+    let ops = (0..70_000u32)
+        .map(|i| StoreOp::InsertAccess(test_row(id(i), 10_000)))
+        .collect();
+    store.commit(ops).await.unwrap();
+    let (mut chunks, mut next) = (0, 0u32);
+    store
+        .load(0, &mut |chunk: crate::store::Snapshot| {
+            chunks += 1;
+            for row in chunk.access {
+                assert_eq!(row.id, id(next), "issue order");
+                next += 1;
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(next, 70_000);
+    assert_eq!(chunks, 2, "65,536 rows a chunk");
+}
+
+#[tokio::test]
+async fn a_purge_takes_the_change_records_of_expired_tokens_too() {
+    let db = TestDb::create();
+    let store = PostgresStore::open(&db.url, 2).unwrap();
+    let short = StoreOp::InsertAccess(test_row(TokenId([1; 32]), 2_000));
+    store.commit(vec![short, row(2)]).await.unwrap();
+    assert_eq!(store.purge(5_000).await.unwrap(), 2, "the token and its record");
+    let client = connect(&db).await;
+    let left: Vec<Vec<u8>> = client
+        .query("SELECT id FROM token_changes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, [vec![2; 32]]);
+}

@@ -4,6 +4,7 @@
 //! `token_changes`, in the same transaction.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
@@ -141,9 +142,20 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Longest a group's transaction may take, its connection included: past it the database is
+/// taken for gone (statements are cancelled by the server sooner; a cut network answers never).
+const GROUP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Applies `ops` in one transaction: inserts, then state changes, then their records in
 /// `token_changes`, each a single statement over arrays.
 pub async fn apply(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
+    match tokio::time::timeout(GROUP_TIMEOUT, apply_now(pool, ops)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Unavailable("the database did not answer in time".into())),
+    }
+}
+
+async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
     let c = Columns::of(ops);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

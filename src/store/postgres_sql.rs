@@ -119,10 +119,12 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 pub async fn take_node_lock(client: &Client, where_: &str) -> Result<(), StoreError> {
     let deadline = tokio::time::Instant::now() + NODE_LOCK_WAIT;
     loop {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK_KEY])
+        let row = answered(client.query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK_KEY]))
             .await
-            .map_err(|e| StoreError::Db(format!("{where_}: {}", chain(&e))))?;
+            .map_err(|e| match e {
+                StoreError::Db(m) => StoreError::Db(format!("{where_}: {m}")),
+                other => other,
+            })?;
         if row.get::<_, bool>(0) {
             return Ok(());
         }

@@ -91,8 +91,11 @@ impl Default for ServerSection {
 pub struct StoreSection {
     /// Embedded SQLite database file. Absent: `tokens.db` in the data folder.
     pub path: Option<String>,
-    /// Shared database for cluster mode (`postgres://...`). Not supported yet: refused.
+    /// A PostgreSQL database (`postgres://...`) instead of the embedded file; one node per
+    /// database until cluster mode.
     pub url: Option<String>,
+    /// Connections to the PostgreSQL database (`url`).
+    pub pool_size: usize,
     /// Seconds between sweeps of expired tokens.
     pub sweep_interval_secs: u64,
 }
@@ -102,6 +105,7 @@ impl Default for StoreSection {
         StoreSection {
             path: None,
             url: None,
+            pool_size: 8,
             sweep_interval_secs: 60,
         }
     }

@@ -13,7 +13,7 @@ use super::start::{KeySettings, ProcessSettings, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
 use crate::domain::format::JwtAlgorithm;
 use crate::domain::policy::RenewPolicy;
-use crate::store::Backend;
+use crate::store::{postgres, Backend};
 
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 const MAX_LOCKOUT_SECS: u64 = 24 * 3600;
@@ -82,20 +82,35 @@ pub(super) fn server(s: ServerSection) -> Result<ServerSettings, ConfigError> {
     })
 }
 
-/// `[store]`; the database defaults to `tokens.db` in the data folder.
+/// `[store]`: the PostgreSQL database `url` names, else the SQLite file `path` (by default
+/// `tokens.db` in the data folder). Nothing connects here: `--check` needs no database.
 pub(super) fn store(s: StoreSection, base: &Path, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
-    if s.url.is_some() {
-        return Err(invalid(
-            "store.url",
-            "cluster mode (a shared PostgreSQL store) is not available in this version; use store.path",
-        ));
-    }
     if s.sweep_interval_secs == 0 {
         return Err(invalid("store.sweep_interval_secs", "must be at least 1"));
     }
-    let path = s.path.map_or_else(|| data_dir.join("tokens.db"), |p| resolve(base, &p));
+    if !(1..=1000).contains(&s.pool_size) {
+        return Err(invalid("store.pool_size", "must be between 1 and 1000"));
+    }
+    let backend = match (s.url, s.path) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "store.path",
+                "store.path and store.url name two stores; keep one",
+            ))
+        }
+        (Some(url), None) => {
+            postgres::check_url(&url).map_err(|e| invalid("store.url", e))?;
+            Backend::Postgres {
+                url,
+                pool_size: s.pool_size,
+            }
+        }
+        (None, path) => Backend::Sqlite {
+            path: path.map_or_else(|| data_dir.join("tokens.db"), |p| resolve(base, &p)),
+        },
+    };
     Ok(StoreSettings {
-        backend: Backend::Sqlite { path },
+        backend,
         sweep_interval: Duration::from_secs(s.sweep_interval_secs),
     })
 }

@@ -89,7 +89,7 @@ impl StartConfig {
                 "server.shutdown_timeout_secs",
                 *shutdown_timeout_secs != p.shutdown_timeout_secs,
             ),
-            ("store.path", *backend != s.backend),
+            ("store.path/url/pool_size", *backend != s.backend),
             ("store.sweep_interval_secs", *sweep_interval != s.sweep_interval),
             (
                 "oauth.jwt_signing_key/jwt_algorithm",

@@ -31,6 +31,24 @@ fn bundled_example_parses() {
 }
 
 #[test]
+fn a_postgres_url_selects_that_store_without_connecting() {
+    let c = parse(&format!(
+        "[store]\nurl = \"postgres://gw:secret@db.internal:5433/tokens\"\n{CLIENT}"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.start.store.backend,
+        crate::store::Backend::Postgres {
+            url: "postgres://gw:secret@db.internal:5433/tokens".into(),
+            pool_size: 8,
+        }
+    );
+    let shown = format!("{:?} {}", c.start.store.backend, c.start.store.backend.describe());
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("db.internal:5433/tokens"), "{shown}");
+}
+
+#[test]
 fn defaults_apply_when_sections_are_absent() {
     let c = parse(CLIENT).unwrap();
     assert_eq!(c.start.process.threads, 2);
@@ -160,7 +178,10 @@ fn bad_values_are_refused_with_their_key() {
             "[[users]]\nusername = \"u\"\npassword_hash = \"plain\"",
             "users[0].password_hash",
         ),
-        ("[store]\nurl = \"postgres://x\"", "store.url"),
+        ("[store]\nurl = \"mysql://x\"", "store.url"),
+        ("[store]\nurl = \"postgres://db/t\"\npool_size = 0", "store.pool_size"),
+        ("[store]\nurl = \"postgres://db/t\"\npath = \"t.db\"", "store.url"),
+        ("[store]\nstale_after_secs = 5", "stale_after_secs"),
         ("[server]\nupstream_timeout_secs = 0", "server.upstream_timeout_secs"),
         (
             "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",

@@ -9,6 +9,10 @@ pub(crate) mod conformance;
 pub(crate) mod expiries;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod postgres;
+mod postgres_read;
+mod postgres_sql;
+mod postgres_write;
 pub(crate) mod purge;
 pub mod sqlite;
 mod sqlite_sql;
@@ -135,11 +139,15 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
 }
 
-/// The store backing a gateway (`[store]`): the one place a backend is chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The store backing a gateway (`[store]`): the one place a backend is chosen. Its `Debug`
+/// shows [`Backend::describe`], never a url's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded SQLite database at `path` (`store.path`).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database (`store.url`) with a pool of `pool_size` connections
+    /// (`store.pool_size`); one node per database until cluster mode.
+    Postgres { url: String, pool_size: usize },
 }
 
 impl Backend {
@@ -147,6 +155,21 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Sqlite { path } => path.display().to_string(),
+            // Host, port and database only: the url may hold a password.
+            Backend::Postgres { url, .. } => postgres::describe(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Backend::Postgres { pool_size, .. } => f
+                .debug_struct("Postgres")
+                .field("database", &self.describe())
+                .field("pool_size", pool_size)
+                .finish(),
         }
     }
 }
@@ -155,6 +178,7 @@ impl Backend {
 pub fn open(backend: &Backend) -> Result<Arc<dyn TokenStore>, StoreError> {
     match backend {
         Backend::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+        Backend::Postgres { url, pool_size } => Ok(Arc::new(postgres::PostgresStore::open(url, *pool_size)?)),
     }
 }
 

@@ -1,0 +1,182 @@
+//! The PostgreSQL store's schema (versioned, migrated at open), its single-node lock, and the
+//! errors and conversions its writes ([`super::postgres_write`]) and reads
+//! ([`super::postgres_read`]) share. Knows nothing of tasks or acks.
+
+use std::time::Duration;
+
+use deadpool_postgres::PoolError;
+pub use tokio_postgres::Client;
+
+use super::StoreError;
+
+/// The schema, one migration per version, oldest first: version `n` is the first `n` applied.
+/// A migration is never edited once released; a change is a new one at the end.
+///
+/// Tokens are stored by id (a digest, never token text) with their latest state. Access and
+/// refresh tokens share one sequence, so the live tokens are read back in issue order.
+/// `token_changes` records every insert and state change, in the transaction that makes it, for
+/// a change feed to read.
+const MIGRATIONS: &[&str] = &["
+CREATE SEQUENCE token_seq;
+CREATE TABLE access_tokens (
+    seq bigint PRIMARY KEY DEFAULT nextval('token_seq'), id bytea NOT NULL UNIQUE,
+    client_id text NOT NULL, subject text NOT NULL, scope text NOT NULL, format text NOT NULL,
+    grant_type text NOT NULL, issued_at_ms bigint NOT NULL, expires_at_ms bigint NOT NULL,
+    state smallint NOT NULL, family bytea, refresh_id bytea
+);
+CREATE INDEX access_tokens_expiry ON access_tokens (expires_at_ms);
+CREATE TABLE refresh_tokens (
+    seq bigint PRIMARY KEY DEFAULT nextval('token_seq'), id bytea NOT NULL UNIQUE,
+    client_id text NOT NULL, subject text NOT NULL, scope text NOT NULL, family bytea NOT NULL,
+    issued_at_ms bigint NOT NULL, expires_at_ms bigint NOT NULL, access_id bytea NOT NULL,
+    state smallint NOT NULL
+);
+CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at_ms);
+CREATE TABLE token_changes (
+    seq bigserial PRIMARY KEY, id bytea NOT NULL, kind smallint NOT NULL,
+    state smallint NOT NULL, expires_at_ms bigint NOT NULL
+);
+CREATE INDEX token_changes_expiry ON token_changes (expires_at_ms);
+"];
+
+/// The key of the session-level advisory lock a node holds on its database ("tokengat").
+const NODE_LOCK_KEY: i64 = 0x746f_6b65_6e67_6174;
+/// How long a node waits for the lock: a node that just stopped may still hold it briefly.
+const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Longest wait for one statement's answer. The server cancels a statement at its
+/// `statement_timeout` (5 s); this bounds a server that went silent (a cut network sends no
+/// answer at all).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `kind` values in `token_changes` and in the rows of a load.
+pub const ACCESS: i16 = 0;
+pub const REFRESH: i16 = 1;
+
+/// Why a transaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The database refused it (a constraint, bad data): other work may still succeed.
+    #[error("{0}")]
+    Rejected(String),
+    /// The database could not be reached, or did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        match e.as_db_error() {
+            // A cancelled statement (the timeout) says the database is slow, not the data bad.
+            Some(db) if db.code() != &tokio_postgres::error::SqlState::QUERY_CANCELED => {
+                Failure::Rejected(db.to_string())
+            }
+            _ => Failure::Unavailable(chain(&e)),
+        }
+    }
+}
+
+impl From<PoolError> for Failure {
+    fn from(e: PoolError) -> Failure {
+        Failure::Unavailable(chain(&e))
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(e: Failure) -> StoreError {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub fn db_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Db(chain(&e))
+}
+
+/// `query`'s answer, or an error once [`ANSWER_TIMEOUT`] has passed without one.
+pub async fn answered<T>(
+    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, query).await {
+        Ok(answer) => answer.map_err(db_err),
+        Err(_) => Err(StoreError::Db("the database did not answer in time".into())),
+    }
+}
+
+/// `e` and its causes, joined: the driver's own message alone ("error connecting to server")
+/// leaves out why. None of them quotes the url.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// Takes the node's advisory lock on `client`'s session, waiting briefly; fails naming
+/// `where_` when another node holds it.
+pub async fn take_node_lock(client: &Client, where_: &str) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + NODE_LOCK_WAIT;
+    loop {
+        let row = answered(client.query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK_KEY]))
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(m) => StoreError::Db(format!("{where_}: {m}")),
+                other => other,
+            })?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Db(format!(
+                "another tokengate node uses the database {where_}; one node per database until cluster mode"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Brings the schema to the latest version, in one transaction.
+pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS tokengate_schema (version integer NOT NULL)")
+        .await
+        .map_err(db_err)?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    tx.batch_execute("LOCK TABLE tokengate_schema IN EXCLUSIVE MODE")
+        .await
+        .map_err(db_err)?;
+    let row = tx
+        .query_opt("SELECT version FROM tokengate_schema", &[])
+        .await
+        .map_err(db_err)?;
+    let version = match row {
+        Some(row) => usize::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+        None => {
+            tx.execute("INSERT INTO tokengate_schema (version) VALUES (0)", &[])
+                .await
+                .map_err(db_err)?;
+            0
+        }
+    };
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Db(format!(
+            "the database's schema is version {version}, newer than this tokengate knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for migration in &MIGRATIONS[version..] {
+        tx.batch_execute(migration).await.map_err(db_err)?;
+    }
+    let latest = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    tx.execute("UPDATE tokengate_schema SET version = $1", &[&latest])
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// Milliseconds as PostgreSQL's `bigint` (times past its range are clamped, never wrapped).
+pub fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

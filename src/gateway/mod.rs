@@ -2,6 +2,7 @@
 //! the connection bound, and the proxy that ties them together.
 
 pub mod bearer;
+pub(crate) mod body;
 pub mod connections;
 pub(crate) mod forwarded;
 pub(crate) mod identity;

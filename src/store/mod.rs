@@ -5,6 +5,7 @@
 pub(crate) mod ack;
 pub(crate) mod checkpoint;
 #[cfg(test)]
+#[path = "conformance_tests.rs"]
 pub(crate) mod conformance;
 pub(crate) mod expiries;
 #[cfg(test)]

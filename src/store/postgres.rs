@@ -4,7 +4,7 @@
 //! beside it on pooled connections. Every connection has a connect timeout and a
 //! `statement_timeout`, so a database that is gone fails requests with [`StoreError`] within
 //! seconds instead of hanging them. At open the schema is migrated ([`super::postgres_sql`]) and
-//! a session-level advisory lock is taken on a connection held for the store's life: until
+//! an advisory lock is taken on a connection of its own, held for the store's life: until
 //! cluster mode exists, one node per database.
 
 use std::str::FromStr;

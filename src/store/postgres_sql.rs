@@ -39,7 +39,7 @@ CREATE TABLE token_changes (
 CREATE INDEX token_changes_expiry ON token_changes (expires_at_ms);
 "];
 
-/// The key of the session-level advisory lock a node holds on its database ("tokengat").
+/// The key of the advisory lock a node holds on its database (on a connection of its own) ("tokengat").
 const NODE_LOCK_KEY: i64 = 0x746f_6b65_6e67_6174;
 /// How long a node waits for the lock: a node that just stopped may still hold it briefly.
 const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);

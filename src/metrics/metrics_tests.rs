@@ -1,6 +1,7 @@
 //! The metrics' names, labels and values as a scrape renders them.
 
 use super::*;
+use crate::domain::policy::Mode;
 
 fn text(m: &Metrics) -> String {
     String::from_utf8(

@@ -140,6 +140,37 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
 }
 
+/// Hands the chunks a backend's loader sends to `sink` until it says it is done (`Ok(None)`).
+/// A loader that goes before saying so has not sent all there is: that is an error.
+pub(crate) async fn receive_chunks(
+    mut chunks: tokio::sync::mpsc::Receiver<Result<Option<Snapshot>, StoreError>>,
+    sink: &mut (dyn FnMut(Snapshot) + Send),
+) -> Result<(), StoreError> {
+    loop {
+        match chunks.recv().await {
+            Some(Ok(Some(chunk))) => sink(chunk),
+            Some(Ok(None)) => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => return Err(StoreError::Closed),
+        }
+    }
+}
+
+/// One shared copy of each client id and scope text a load reads (they repeat across rows).
+#[derive(Default)]
+pub(crate) struct SharedNames(std::collections::HashSet<Arc<str>>);
+
+impl SharedNames {
+    pub(crate) fn share(&mut self, text: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(text) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&name));
+        name
+    }
+}
+
 /// The store backing a gateway (`[store]`): the one place a backend is chosen. Its `Debug`
 /// shows [`Backend::describe`], never a url's password.
 #[derive(Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use super::ack::{self, Relays, Waiter};
 use super::postgres_read::{load, purge};
 use super::postgres_sql::{self as sql, Client, Failure};
 use super::postgres_write::apply;
-use super::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
+use super::{receive_chunks, Ack, Snapshot, StoreError, StoreOp, TokenStore};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -250,16 +250,9 @@ impl TokenStore for PostgresStore {
     }
 
     async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError> {
-        let (tx, mut rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(2);
         self.send(Job::Load(now_ms, tx))?;
-        loop {
-            match rx.recv().await {
-                Some(Ok(Some(chunk))) => sink(chunk),
-                Some(Ok(None)) => return Ok(()),
-                Some(Err(e)) => return Err(e),
-                None => return Err(StoreError::Closed),
-            }
-        }
+        receive_chunks(rx, sink).await
     }
 
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {

@@ -1,7 +1,6 @@
 //! The PostgreSQL store's reads and deletes: the live tokens at start, in issue order and in
 //! chunks, from one snapshot; and the purge of what can never be valid again.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -10,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 
 use super::postgres_sql::{answered, chain, db_err, ms, ACCESS};
-use super::{AccessRow, RefreshRow, Snapshot, StoreError};
+use super::{AccessRow, RefreshRow, SharedNames, Snapshot, StoreError};
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{TokenId, TokenState};
@@ -53,16 +52,8 @@ async fn load_chunks(
         .await
         .map_err(db_err)?;
     let stmt = tx.prepare_cached(LOAD).await.map_err(db_err)?;
-    // Client ids and scopes repeat across rows: one shared copy of each.
-    let mut names: HashSet<Arc<str>> = HashSet::new();
-    let mut shared = |text: &str| match names.get(text) {
-        Some(name) => Arc::clone(name),
-        None => {
-            let name: Arc<str> = Arc::from(text);
-            names.insert(Arc::clone(&name));
-            name
-        }
-    };
+    let mut names = SharedNames::default();
+    let mut shared = |text: &str| names.share(text);
     let mut after = 0i64;
     loop {
         let rows = answered(tx.query(&stmt, &[&ms(now), &after, &LOAD_CHUNK_ROWS])).await?;

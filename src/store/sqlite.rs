@@ -15,7 +15,7 @@ use super::checkpoint::Checkpoints;
 use super::sqlite_sql::open_writer_connection;
 pub use super::sqlite_sql::read_access_state;
 use super::writer::{Job, Writer};
-use super::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
+use super::{receive_chunks, Ack, Snapshot, StoreError, StoreOp, TokenStore};
 
 /// Handle to the writer thread; cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -57,17 +57,9 @@ impl TokenStore for SqliteStore {
 
     async fn load(&self, now_ms: u64, sink: &mut (dyn FnMut(Snapshot) + Send)) -> Result<(), StoreError> {
         // Two chunks in flight: the writer reads the next while the caller indexes one.
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         self.send(Job::Load(now_ms, tx))?;
-        loop {
-            match rx.recv().await {
-                Some(Ok(Some(chunk))) => sink(chunk),
-                Some(Ok(None)) => return Ok(()),
-                Some(Err(e)) => return Err(e),
-                // The writer went before saying it was done: what was read is not all there is.
-                None => return Err(StoreError::Closed),
-            }
-        }
+        receive_chunks(rx, sink).await
     }
 
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {

@@ -2,10 +2,9 @@
 //! applied in one transaction, and the chunked read of the live tokens at start. Called by the
 //! writer ([`super::writer`]); knows nothing of threads or acks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::path::Path;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -13,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::checkpoint;
 use super::expiries::Expiries;
 use super::purge;
-use super::{AccessRow, RefreshRow, Snapshot, StoreError, StoreOp};
+use super::{AccessRow, RefreshRow, SharedNames, Snapshot, StoreError, StoreOp};
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, IdHasher, TokenId, TokenState};
@@ -206,16 +205,8 @@ pub(super) fn load(
          FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([now as i64])?;
-    // Client ids and scopes repeat across rows: one shared copy of each.
-    let mut names: HashSet<Arc<str>> = HashSet::new();
-    let mut shared = |text: &str| match names.get(text) {
-        Some(name) => Arc::clone(name),
-        None => {
-            let name: Arc<str> = Arc::from(text);
-            names.insert(Arc::clone(&name));
-            name
-        }
-    };
+    let mut names = SharedNames::default();
+    let mut shared = |text: &str| names.share(text);
     while let Some(row) = rows.next()? {
         if snap.access.len() + snap.refresh.len() >= chunk_rows && !emit(std::mem::take(&mut snap)) {
             return Ok(());

@@ -19,7 +19,7 @@ use tokio_postgres::NoTls;
 
 use std::sync::Arc;
 
-use super::ack::{self, Relays, Waiter};
+use super::ack::{self, AckResult, Relays, Waiter};
 use super::postgres_feed::{follow, FeedState};
 use super::postgres_read::{find, load, purge};
 use super::postgres_sql::{self as sql, Failure};
@@ -128,7 +128,7 @@ impl PostgresStore {
                             // to serve, and `rx` ends at once.
                             let _ = ready_tx.send(Ok(()));
                             let feed = tokio::spawn(follow(config, Arc::clone(&feed_state), where_));
-                            serve(pool, rx, feed_state).await;
+                            serve(pool, rx, feed_state, pool_size).await;
                             feed.abort();
                         }
                         Err(e) => {
@@ -177,7 +177,8 @@ async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -
 
 /// The writer: takes everything queued, commits the submissions and decisions among it in one
 /// transaction, and starts the other jobs beside it. Ends once every sender is gone.
-async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedState>) {
+async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedState>, pool_size: usize) {
+    let mut pipeline = Pipeline::new(pool_size);
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let mut commits = Vec::new();
@@ -188,24 +189,15 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                 Job::Turn(turn) => turns.push(turn),
                 Job::Load(now, out) => {
                     // What was submitted before the load is in what it reads.
-                    write_group(
-                        &pool,
-                        &feed.feed,
-                        std::mem::take(&mut commits),
-                        std::mem::take(&mut turns),
-                    )
-                    .await;
+                    let (c, t) = (std::mem::take(&mut commits), std::mem::take(&mut turns));
+                    pipeline.start(&pool, &feed, c, t).await;
+                    pipeline.drain().await;
                     let (pool, feed) = (pool.clone(), Arc::clone(&feed));
                     tokio::spawn(async move { load(&pool, now, out, feed).await });
                 }
                 Job::Purge(now, out) => {
-                    write_group(
-                        &pool,
-                        &feed.feed,
-                        std::mem::take(&mut commits),
-                        std::mem::take(&mut turns),
-                    )
-                    .await;
+                    let (c, t) = (std::mem::take(&mut commits), std::mem::take(&mut turns));
+                    pipeline.start(&pool, &feed, c, t).await;
                     let pool = pool.clone();
                     tokio::spawn(async move {
                         // A purge nobody awaits any more is still worth finishing.
@@ -230,15 +222,21 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                 }
             }
         }
-        write_group(&pool, &feed.feed, commits, turns).await;
+        pipeline.start(&pool, &feed, commits, turns).await;
     }
+    pipeline.drain().await;
 }
 
 /// One transaction for what was queued: decisions with their keys locked, or plain submissions
 /// alone. A write that could not reach the database tells the feed, so later decisions fail at
 /// once until it has caught up again.
-async fn write_group(pool: &Pool, feed: &Feed, commits: Vec<(Vec<StoreOp>, Waiter)>, turns: Vec<TurnJob>) {
-    let lost = if turns.is_empty() {
+async fn write_group(
+    pool: &Pool,
+    feed: &Feed,
+    commits: Vec<(Vec<StoreOp>, Waiter)>,
+    turns: Vec<TurnJob>,
+) -> Vec<(Waiter, AckResult)> {
+    let (done, lost) = if turns.is_empty() {
         commit_group(pool, commits).await
     } else {
         run_group(pool, commits, turns, crate::domain::ids::now_ms()).await
@@ -248,19 +246,81 @@ async fn write_group(pool: &Pool, feed: &Feed, commits: Vec<(Vec<StoreOp>, Waite
         // Connections that may hang on a cut network are not handed out again.
         pool.retain(|_, _| false);
     }
+    done
+}
+
+/// A group's acks, and whether the database could not be reached.
+pub(super) type Done = (Vec<(Waiter, AckResult)>, bool);
+
+/// Groups written at once, each on a connection of its own: while one waits for its commit's
+/// flush, the next is written. Their acks are given in the order the groups started, so a
+/// submission's ack still means everything submitted before it is durable.
+struct Pipeline {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: u32,
+    /// Resolves once the latest group's acks have been given.
+    last: Option<oneshot::Receiver<()>>,
+}
+
+impl Pipeline {
+    fn new(pool_size: usize) -> Pipeline {
+        let size = u32::try_from((pool_size / 2).clamp(1, 4)).unwrap_or(1);
+        Pipeline {
+            permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+            size,
+            last: None,
+        }
+    }
+
+    /// Starts writing a group once one of the pipeline's places is free.
+    async fn start(
+        &mut self,
+        pool: &Pool,
+        feed: &Arc<FeedState>,
+        commits: Vec<(Vec<StoreOp>, Waiter)>,
+        turns: Vec<TurnJob>,
+    ) {
+        if commits.is_empty() && turns.is_empty() {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        let before = self.last.take();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.last = Some(done_rx);
+        let (pool, feed) = (pool.clone(), Arc::clone(feed));
+        tokio::spawn(async move {
+            let done = write_group(&pool, &feed.feed, commits, turns).await;
+            drop(permit);
+            if let Some(before) = before {
+                // A group that went away has given its acks (or never will): go on.
+                let _ = before.await;
+            }
+            ack::complete(done);
+            let _ = done_tx.send(());
+        });
+    }
+
+    /// Waits until every group started has been written and acked.
+    async fn drain(&mut self) {
+        if let Some(last) = self.last.take() {
+            let _ = last.await;
+        }
+        let _ = self.permits.acquire_many(self.size).await;
+    }
 }
 
 /// Commits `group` in one transaction and acks each submission. Should the database reject it,
 /// each submission is tried in a transaction of its own, so one bad submission fails alone; a
 /// database that cannot be reached fails them all at once.
-async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> bool {
+async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> Done {
     let all: Vec<&StoreOp> = group.iter().flat_map(|(ops, _)| ops).collect();
     if all.is_empty() {
-        finish(group, Ok(()));
-        return false;
+        return (finish(group, Ok(())), false);
     }
     match apply(pool, &all).await {
-        Ok(()) => finish(group, Ok(())),
+        Ok(()) => (finish(group, Ok(())), false),
         Err(Failure::Rejected(e)) if group.len() > 1 => {
             log::debug!("a group commit was rejected ({e}); committing its submissions one by one");
             let mut done = Vec::with_capacity(group.len());
@@ -274,18 +334,16 @@ async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> bool {
                 };
                 done.push((waiter, result));
             }
-            ack::complete(done);
+            (done, false)
         }
         Err(e) => {
             let lost = matches!(e, Failure::Unavailable(_));
-            finish(group, Err(e.into()));
-            return lost;
+            (finish(group, Err(e.into())), lost)
         }
     }
-    false
 }
 
-fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) {
+fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) -> Vec<(Waiter, AckResult)> {
     let done = match result {
         Ok(()) => group.into_iter().map(|(_, w)| (w, Ok(()))).collect(),
         Err(e) => {
@@ -298,7 +356,7 @@ fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) {
             group.into_iter().map(|(_, w)| (w, Err(again(&message)))).collect()
         }
     };
-    ack::complete(done);
+    done
 }
 
 #[async_trait]

@@ -344,7 +344,7 @@ async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> Done {
 }
 
 fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) -> Vec<(Waiter, AckResult)> {
-    let done = match result {
+    match result {
         Ok(()) => group.into_iter().map(|(_, w)| (w, Ok(()))).collect(),
         Err(e) => {
             let unavailable = matches!(e, StoreError::Unavailable(_) | StoreError::Closed);
@@ -355,8 +355,7 @@ fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) ->
             };
             group.into_iter().map(|(_, w)| (w, Err(again(&message)))).collect()
         }
-    };
-    done
+    }
 }
 
 #[async_trait]

@@ -11,8 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::oneshot;
 
-use super::ack::Waiter;
-use super::postgres::Done;
+use super::ack::{AckResult, Waiter};
 use super::postgres_read::push_row;
 use super::postgres_sql::{ms, Failure};
 use super::postgres_write::{write, GROUP_TIMEOUT};
@@ -22,6 +21,9 @@ use super::{SharedNames, Snapshot, StoreError, StoreOp};
 /// How long a requester may take to decide once it has its turn (it only takes an in-memory
 /// lock): past it, its changes are left out and its ack fails.
 const DECIDE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A group's acks, and whether the database could not be reached.
+pub type Done = (Vec<(Waiter, AckResult)>, bool);
 
 /// A key's rows and where the requester's changes go.
 pub type Granted = (KeyRows, oneshot::Sender<Vec<StoreOp>>);

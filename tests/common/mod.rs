@@ -3,7 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod pg;
+pub mod relay;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use crate::oauth::deps::OAuthDeps;
 use crate::oauth::documents;
 use crate::oauth::lockout::Lockout;
 use crate::oauth::passwords::PasswordChecker;
+use crate::store::shared::{fingerprint, KeyFingerprint};
 use crate::store::timed::TimedStore;
 use crate::store::{self, StoreError, TokenStore};
 use crate::tokens::index::TokenIndex;
@@ -80,12 +81,14 @@ impl AppState {
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let backend = store::open(&config.start.store.backend)?;
         let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(backend, metrics.store_write_seconds.clone()));
+        store.check_keys(&key_fingerprints(&signer, &codec, &previous)).await?;
         let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
         let (access, refresh) = tokens.restore().await?;
         log::info!(
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
             config.start.store.backend.describe()
         );
+        follow_changes(&tokens).await?;
         let jwks = Bytes::from(tokens.signer().jwks(&previous).to_string());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = PasswordChecker::new(cores).map_err(StartError::Other)?;
@@ -142,6 +145,54 @@ impl AppState {
     pub fn config_versions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.config_version.subscribe()
     }
+}
+
+/// The keys every node of a cluster must share, as the database records them.
+fn key_fingerprints(signer: &JwtSigner, codec: &OpaqueCodec, previous: &[serde_json::Value]) -> Vec<KeyFingerprint> {
+    vec![
+        KeyFingerprint {
+            name: "oauth.jwt_signing_key",
+            fingerprint: fingerprint(signer.kid().as_bytes()),
+            previous: previous
+                .iter()
+                .filter_map(|jwk| jwk.get("kid").and_then(|k| k.as_str()))
+                .map(|kid| fingerprint(kid.as_bytes()))
+                .collect(),
+        },
+        KeyFingerprint {
+            name: "oauth.server_key",
+            fingerprint: fingerprint(&codec.fingerprint()),
+            previous: Vec::new(),
+        },
+    ]
+}
+
+/// How long start waits for a shared store's feed to catch up the first time.
+const FIRST_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// In a cluster: applies the feed's changes to the index from now on, and waits until the feed
+/// has caught up once (the changes made since the index was loaded are in).
+async fn follow_changes(tokens: &Arc<TokenService>) -> Result<(), StartError> {
+    let Some(feed) = tokens.feed() else {
+        return Ok(());
+    };
+    // Weak: the feed belongs to the store the engine holds.
+    let engine = Arc::downgrade(tokens);
+    feed.subscribe(Box::new(move |changes| {
+        if let Some(engine) = engine.upgrade() {
+            engine.apply_changes(changes);
+        }
+    }));
+    let deadline = tokio::time::Instant::now() + FIRST_CATCH_UP;
+    while feed.caught_up_at_ms() == 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::Other(
+                "the change feed of the shared store did not catch up in time".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 /// Counts open connections against a bound read from the live config.

@@ -91,11 +91,14 @@ impl Default for ServerSection {
 pub struct StoreSection {
     /// Embedded SQLite database file. Absent: `tokens.db` in the data folder.
     pub path: Option<String>,
-    /// A PostgreSQL database (`postgres://...`) instead of the embedded file; one node per
-    /// database until cluster mode.
+    /// A PostgreSQL database (`postgres://...`) instead of the embedded file, shared by every
+    /// node of a cluster.
     pub url: Option<String>,
-    /// Connections to the PostgreSQL database (`url`).
+    /// Connections to the PostgreSQL database (`url`), per node.
     pub pool_size: usize,
+    /// With `url`: how long a node cut off from the database keeps answering bearer checks from
+    /// its index before it answers 503 until it has caught up (0 = for ever). Default 30.
+    pub stale_after_secs: Option<u64>,
     /// Seconds between sweeps of expired tokens.
     pub sweep_interval_secs: u64,
 }
@@ -106,6 +109,7 @@ impl Default for StoreSection {
             path: None,
             url: None,
             pool_size: 8,
+            stale_after_secs: None,
             sweep_interval_secs: 60,
         }
     }

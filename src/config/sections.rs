@@ -91,6 +91,12 @@ pub(super) fn store(s: StoreSection, base: &Path, data_dir: &Path) -> Result<Sto
     if !(1..=1000).contains(&s.pool_size) {
         return Err(invalid("store.pool_size", "must be between 1 and 1000"));
     }
+    if s.url.is_none() && s.stale_after_secs.is_some() {
+        return Err(invalid(
+            "store.stale_after_secs",
+            "applies only to a shared database (store.url)",
+        ));
+    }
     let backend = match (s.url, s.path) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -112,6 +118,7 @@ pub(super) fn store(s: StoreSection, base: &Path, data_dir: &Path) -> Result<Sto
     Ok(StoreSettings {
         backend,
         sweep_interval: Duration::from_secs(s.sweep_interval_secs),
+        stale_after: Duration::from_secs(s.stale_after_secs.unwrap_or(30)),
     })
 }
 

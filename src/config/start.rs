@@ -41,6 +41,9 @@ pub struct TlsFiles {
 pub struct StoreSettings {
     pub backend: Backend,
     pub sweep_interval: Duration,
+    /// Cluster mode: how long bearer checks trust an index cut off from the database (zero:
+    /// for ever).
+    pub stale_after: Duration,
 }
 
 /// `[oauth]`'s key files.
@@ -70,6 +73,7 @@ impl StartConfig {
         let StoreSettings {
             backend,
             sweep_interval,
+            stale_after,
         } = store;
         let KeySettings {
             jwt_signing_key,
@@ -91,6 +95,7 @@ impl StartConfig {
             ),
             ("store.path/url/pool_size", *backend != s.backend),
             ("store.sweep_interval_secs", *sweep_interval != s.sweep_interval),
+            ("store.stale_after_secs", *stale_after != s.stale_after),
             (
                 "oauth.jwt_signing_key/jwt_algorithm",
                 *jwt_signing_key != k.jwt_signing_key || *jwt_algorithm != k.jwt_algorithm,

@@ -31,6 +31,10 @@ pub enum BearerError {
     Invalid,
     /// Valid token without the route's scopes: 403 `insufficient_scope`.
     InsufficientScope(String),
+    /// Cluster mode: the index is stale (cut off from the database longer than
+    /// `store.stale_after_secs`), or a token this node had not seen could not be looked up:
+    /// 503 `temporarily_unavailable` with `Retry-After`.
+    Unavailable,
 }
 
 impl BearerError {
@@ -41,6 +45,7 @@ impl BearerError {
             BearerError::Malformed(_) => "malformed",
             BearerError::Invalid => "invalid",
             BearerError::InsufficientScope(_) => "insufficient_scope",
+            BearerError::Unavailable => "unavailable",
         }
     }
 
@@ -51,6 +56,7 @@ impl BearerError {
             BearerError::Malformed(_) => Validation::Malformed,
             BearerError::Invalid => Validation::Invalid,
             BearerError::InsufficientScope(_) => Validation::InsufficientScope,
+            BearerError::Unavailable => Validation::Unavailable,
         }
     }
 
@@ -72,6 +78,10 @@ impl BearerError {
                 format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"{scope}\""),
                 serde_json::json!({"error": "insufficient_scope", "scope": scope}).to_string(),
             ),
+            BearerError::Unavailable => {
+                let body = r#"{"error":"temporarily_unavailable","error_description":"this node cannot reach the token store to check the token; retry shortly"}"#;
+                return Reply::json_no_store(503, body).with_header("Retry-After", "2");
+            }
         };
         Reply::json_no_store(status, body).with_header("WWW-Authenticate", challenge)
     }
@@ -127,8 +137,9 @@ pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
     std::str::from_utf8(token).map_err(|_| BearerError::Malformed("bearer token must be ASCII"))
 }
 
-/// Decides a request to an authenticated route.
-pub fn authorize(
+/// Decides a request to an authenticated route. In a cluster, a stale index answers 503, and a
+/// token this node has not seen is looked up ([`TokenService::look_up_access`]).
+pub async fn authorize(
     tokens: &TokenService,
     config: &Config,
     route: &Route,
@@ -136,8 +147,19 @@ pub fn authorize(
     now_ms: u64,
 ) -> Result<Arc<AccessRecord>, BearerError> {
     let token = extract(header)?;
+    let stale_after_ms = config.start.store.stale_after.as_millis() as u64;
+    if !tokens.index_is_fresh(now_ms, stale_after_ms) {
+        return Err(BearerError::Unavailable);
+    }
     let id = tokens.access_id(token).ok_or(BearerError::Invalid)?;
-    let rec = tokens.index().access(&id).ok_or(BearerError::Invalid)?;
+    let rec = match tokens.index().access(&id) {
+        Some(rec) => rec,
+        None => tokens
+            .look_up_access(token, id, now_ms)
+            .await
+            .map_err(|_| BearerError::Unavailable)?
+            .ok_or(BearerError::Invalid)?,
+    };
     if !rec.is_valid_at(now_ms) || !config.permits(&rec.key) {
         return Err(BearerError::Invalid);
     }

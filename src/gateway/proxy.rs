@@ -217,7 +217,7 @@ impl ProxyHttp for Gateway {
                 .await;
         };
         if route.auth {
-            let result = bearer::authorize(&self.state.tokens, &live.config, route, authorization, now_ms());
+            let result = bearer::authorize(&self.state.tokens, &live.config, route, authorization, now_ms()).await;
             let counted = result.as_ref().map_or_else(BearerError::validation, |_| Validation::Ok);
             self.state.metrics.validated(counted);
             match result {

@@ -15,7 +15,14 @@ pub(super) const CAUSES: [RevokeCause; 4] = [
     RevokeCause::Cap,
     RevokeCause::RefreshReuse,
 ];
-pub(super) const VALIDATION_RESULTS: [&str; 5] = ["ok", "missing", "malformed", "invalid", "insufficient_scope"];
+pub(super) const VALIDATION_RESULTS: [&str; 6] = [
+    "ok",
+    "missing",
+    "malformed",
+    "invalid",
+    "insufficient_scope",
+    "unavailable",
+];
 /// Which bound on tokens held refused a token request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
@@ -85,6 +92,9 @@ pub enum Validation {
     Malformed,
     Invalid,
     InsufficientScope,
+    /// Cluster mode: the index was not trusted (cut off from the database too long), or a token
+    /// not seen here could not be looked up.
+    Unavailable,
 }
 
 pub(super) fn validation_index(result: Validation) -> usize {
@@ -94,5 +104,6 @@ pub(super) fn validation_index(result: Validation) -> usize {
         Validation::Malformed => 2,
         Validation::Invalid => 3,
         Validation::InsufficientScope => 4,
+        Validation::Unavailable => 5,
     }
 }

@@ -72,7 +72,7 @@ pub struct Metrics {
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
     issued: [[[IntCounter; 3]; 2]; 3],
     revoked: [IntCounter; 4],
-    validated: [IntCounter; 5],
+    validated: [IntCounter; 6],
     /// Resolved `tokens_refused_by` children: gateway, client.
     refused: [IntCounter; 2],
     auth_failed: [IntCounter; 3],

@@ -44,7 +44,18 @@ pub async fn introspect(deps: OAuthDeps<'_>, config: &Config, req: EndpointReque
     let now = now_ms();
     let tokens = deps.tokens;
     let inactive = || Reply::json_no_store(200, r#"{"active":false}"#);
-    if let Some(rec) = tokens.access_id(token).and_then(|id| tokens.index().access(&id)) {
+    let access = match tokens.access_id(token) {
+        Some(id) => match tokens.index().access(&id) {
+            Some(rec) => Some(rec),
+            // Issued at another node of a cluster and not seen here yet.
+            None => tokens
+                .look_up_access(token, id, now)
+                .await
+                .map_err(|e| service_error(e.into()))?,
+        },
+        None => None,
+    };
+    if let Some(rec) = access {
         if !rec.is_valid_at(now) || !config.permits(&rec.key) {
             return Ok(inactive());
         }

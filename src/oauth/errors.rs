@@ -37,6 +37,10 @@ pub enum OAuthError {
     /// client's own doing, unlike the gateway's bound).
     #[error("temporarily_unavailable: this client holds as many tokens as it may")]
     ClientTokenLimit { retry_after_secs: u64 },
+    /// The token store cannot be reached (cluster mode: the database is down or cut off): 503
+    /// with `Retry-After`.
+    #[error("temporarily_unavailable: the token store cannot be reached")]
+    StoreUnavailable { retry_after_secs: u64 },
     #[error("server_error")]
     ServerError,
 }
@@ -55,9 +59,9 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::TooManyRequests { .. } => "slow_down",
-            OAuthError::TemporarilyUnavailable { .. } | OAuthError::ClientTokenLimit { .. } => {
-                "temporarily_unavailable"
-            }
+            OAuthError::TemporarilyUnavailable { .. }
+            | OAuthError::ClientTokenLimit { .. }
+            | OAuthError::StoreUnavailable { .. } => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
         }
     }
@@ -70,7 +74,7 @@ impl OAuthError {
             OAuthError::MethodNotAllowed(_) => 405,
             OAuthError::TooManyRequests { .. } | OAuthError::ClientTokenLimit { .. } => 429,
             OAuthError::ServerError => 500,
-            OAuthError::TemporarilyUnavailable { .. } => 503,
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::StoreUnavailable { .. } => 503,
             _ => 400,
         }
     }
@@ -97,6 +101,7 @@ impl OAuthError {
                  retry later"
                     .into(),
             ),
+            OAuthError::StoreUnavailable { .. } => Some("the token store cannot be reached; retry shortly".into()),
             OAuthError::ServerError => None,
         }
     }
@@ -113,7 +118,8 @@ impl OAuthError {
             OAuthError::MethodNotAllowed(m) => reply.with_header("Allow", *m),
             OAuthError::TooManyRequests { retry_after_secs }
             | OAuthError::TemporarilyUnavailable { retry_after_secs }
-            | OAuthError::ClientTokenLimit { retry_after_secs } => {
+            | OAuthError::ClientTokenLimit { retry_after_secs }
+            | OAuthError::StoreUnavailable { retry_after_secs } => {
                 reply.with_header("Retry-After", retry_after_secs.to_string())
             }
             _ => reply,

@@ -17,6 +17,7 @@ use crate::domain::grant_type::GrantType;
 use crate::domain::key::{ScopeSet, TokenKey};
 use crate::metrics::{Bound, Metrics};
 use crate::reply::Reply;
+use crate::store::StoreError;
 use crate::tokens::request::LiveLimits;
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
@@ -215,6 +216,9 @@ pub fn success(issued: &Issued) -> Reply {
     }
 }
 
+/// `Retry-After` of an answer refused because the store cannot be reached.
+pub const STORE_RETRY_AFTER_SECS: u64 = 2;
+
 /// Maps engine failures onto protocol errors (store and signing failures are logged here).
 pub fn service_error(e: ServiceError) -> OAuthError {
     match e {
@@ -224,6 +228,12 @@ pub fn service_error(e: ServiceError) -> OAuthError {
         ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
         ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
         ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs: 1 },
+        ServiceError::Store(StoreError::Unavailable(why)) => {
+            log::warn!("a request that must write was refused: {why}");
+            OAuthError::StoreUnavailable {
+                retry_after_secs: STORE_RETRY_AFTER_SECS,
+            }
+        }
         ServiceError::Store(_) | ServiceError::Sign(_) => {
             log::error!("token request failed: {e}");
             OAuthError::ServerError

@@ -12,10 +12,17 @@ use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
 use crate::state::AppState;
+use crate::store::shared::SyncState;
 use crate::upstream::balancer::ServerHealth;
 
 /// The Prometheus text exposition content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The token store's part of `/healthz`.
+struct StoreHealth {
+    state: &'static str,
+    caught_up_ms_ago: Option<u64>,
+}
 
 /// Answers `/metrics` and `/healthz` from the gateway's state.
 pub struct OpsApp {
@@ -66,9 +73,46 @@ impl OpsApp {
                 serde_json::json!({"path_prefix": prefix, "servers_up": up(servers), "servers": list})
             })
             .collect();
-        let mut body = serde_json::json!({"status": status, "routes": routes}).to_string();
+        let store = self.store_health();
+        let status = match store.state {
+            "ok" => status,
+            "unreachable" => "degraded",
+            _ => "failing",
+        };
+        let store = serde_json::json!({
+            "state": store.state,
+            "shared": self.state.tokens.feed().is_some(),
+            "caught_up_ms_ago": store.caught_up_ms_ago,
+        });
+        let mut body = serde_json::json!({"status": status, "store": store, "routes": routes}).to_string();
         body.push('\n');
         body.into_bytes()
+    }
+
+    /// The store's state as `/healthz` tells it: `ok`; `unreachable` (a cluster node cut off
+    /// from the database, still answering bearer checks from its index); `stale` (cut off longer
+    /// than `store.stale_after_secs`: bearer checks answer 503).
+    fn store_health(&self) -> StoreHealth {
+        let Some(feed) = self.state.tokens.feed() else {
+            return StoreHealth {
+                state: "ok",
+                caught_up_ms_ago: None,
+            };
+        };
+        let now = crate::domain::ids::now_ms();
+        let live = self.state.live();
+        let stale_after_ms = live.config.start.store.stale_after.as_millis() as u64;
+        let state = if !self.state.tokens.index_is_fresh(now, stale_after_ms) {
+            "stale"
+        } else if feed.state() == SyncState::Ok {
+            "ok"
+        } else {
+            "unreachable"
+        };
+        StoreHealth {
+            state,
+            caught_up_ms_ago: Some(now.saturating_sub(feed.caught_up_at_ms())),
+        }
     }
 
     /// The answer to `method path?query`: status, content type and body.
@@ -83,10 +127,21 @@ impl OpsApp {
         if path == "/healthz" {
             // This listener runs in the gateway's server: answering means the gateway serves.
             let detail = query.is_some_and(|q| q.split('&').any(|p| p == "detail" || p.starts_with("detail=")));
+            let store = self.store_health();
+            let code = if store.state == "stale" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
             if detail {
-                return (StatusCode::OK, "application/json", self.health_detail());
+                return (code, "application/json", self.health_detail());
             }
-            return (StatusCode::OK, text, b"ok\n".to_vec());
+            let line: &[u8] = match store.state {
+                "ok" => b"ok\n",
+                "unreachable" => b"degraded: the token store cannot be reached; bearer checks use the index\n",
+                _ => b"stale: cut off from the token store too long; bearer checks answer 503\n",
+            };
+            return (code, text, line.to_vec());
         }
         let index = self.state.tokens.index();
         let connections = i64::try_from(self.state.connections.open()).unwrap_or(i64::MAX);

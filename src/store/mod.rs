@@ -11,10 +11,13 @@ pub(crate) mod expiries;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod postgres;
+mod postgres_feed;
 mod postgres_read;
 mod postgres_sql;
+mod postgres_turns;
 mod postgres_write;
 pub(crate) mod purge;
+pub mod shared;
 pub mod sqlite;
 mod sqlite_sql;
 pub(crate) mod timed;
@@ -32,6 +35,7 @@ use compact_str::CompactString;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, TokenId, TokenState};
+use shared::{Feed, KeyFingerprint, KeyName, Turn};
 
 /// One access token as stored: no token text, only its id (see [`TokenId`]). The client id and
 /// scope are shared copies and the subject is inline up to 24 bytes, so a row costs no allocation
@@ -96,11 +100,15 @@ pub struct Snapshot {
     pub refresh: Vec<RefreshRow>,
 }
 
-/// A store failure. The request that caused it gets a 500 `server_error`.
+/// A store failure. The request that caused it gets a 500 `server_error`, or a 503
+/// `temporarily_unavailable` when the database cannot be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
     Db(String),
+    /// The database cannot be reached, or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("store writer has stopped")]
     Closed,
 }
@@ -138,6 +146,43 @@ pub trait TokenStore: Send + Sync + 'static {
     }
     /// Deletes tokens that can never be valid again; returns how many rows went.
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// Whether other nodes share this store (cluster mode).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// A turn to decide for `key` ([`Turn`]). A shared store locks the key in the database and
+    /// reads its live rows; `None` asks only for a place in the next commit (a decision that
+    /// needs no truth from other nodes: it only inserts).
+    async fn turn(&self, key: Option<&KeyName>) -> Result<Turn, StoreError> {
+        let _ = key;
+        Ok(Turn::direct())
+    }
+
+    /// An access token's row, whatever its state (a shared store: a token another node issued).
+    async fn find_access(&self, id: &TokenId) -> Result<Option<AccessRow>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// A refresh token's row, whatever its state.
+    async fn find_refresh(&self, id: &TokenId) -> Result<Option<RefreshRow>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// The feed of changes other nodes commit (a shared store only).
+    fn feed(&self) -> Option<Arc<Feed>> {
+        None
+    }
+
+    /// Checks that this node's keys are the ones the other nodes use (recording them when no
+    /// node has yet); fails naming the key that differs.
+    async fn check_keys(&self, keys: &[KeyFingerprint]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
 }
 
 /// Hands the chunks a backend's loader sends to `sink` until it says it is done (`Ok(None)`).

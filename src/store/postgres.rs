@@ -1,11 +1,13 @@
-//! The PostgreSQL store (`store.url`), for one node: a thread of its own runs a tokio runtime
-//! that owns the connection pool and a writer task. The writer folds every submission queued at
-//! once into one transaction (group commit) and acks them after the commit; loads and purges run
+//! The PostgreSQL store (`store.url`), shared by the nodes of a cluster: a thread of its own
+//! runs a tokio runtime that owns the connection pool, a writer task and the change feed
+//! ([`super::postgres_feed`]). The writer folds every submission and decision queued at once
+//! into one transaction (group commit; decisions lock their keys in the database,
+//! [`super::postgres_turns`]) and acks them after the commit; loads, look-ups and purges run
 //! beside it on pooled connections. Every connection has a connect timeout and a
-//! `statement_timeout`, so a database that is gone fails requests with [`StoreError`] within
-//! seconds instead of hanging them. At open the schema is migrated ([`super::postgres_sql`]) and
-//! an advisory lock is taken on a connection of its own, held for the store's life: until
-//! cluster mode exists, one node per database.
+//! `statement_timeout`, so a database that is gone fails requests with
+//! [`StoreError::Unavailable`] within seconds instead of hanging them; while the feed cannot
+//! reach the database, decisions fail at once. At open the schema is migrated
+//! ([`super::postgres_sql`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,31 +17,46 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
+use std::sync::Arc;
+
 use super::ack::{self, Relays, Waiter};
-use super::postgres_read::{load, purge};
-use super::postgres_sql::{self as sql, Client, Failure};
+use super::postgres_feed::{follow, FeedState};
+use super::postgres_read::{find, load, purge};
+use super::postgres_sql::{self as sql, Failure};
+use super::postgres_turns::{run_group, Granted, TurnJob};
 use super::postgres_write::apply;
-use super::{receive_chunks, Ack, Snapshot, StoreError, StoreOp, TokenStore};
+use super::shared::{Feed, KeyFingerprint, KeyName, SyncState, Turn};
+use super::{receive_chunks, AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::ids::TokenId;
 
 /// How long a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one statement may run, in milliseconds (the server cancels it past that).
-const STATEMENT_TIMEOUT_MS: u64 = 5_000;
+const STATEMENT_TIMEOUT_MS: u64 = 4_000;
+/// How long a connection may sit idle inside a transaction before the server ends it.
+const IDLE_IN_TRANSACTION_MS: u64 = 10_000;
 /// Most submissions folded into one transaction.
 const MAX_GROUP: usize = 4096;
 
 enum Job {
     Commit(Vec<StoreOp>, Waiter),
+    Turn(TurnJob),
     Load(u64, mpsc::Sender<Result<Option<Snapshot>, StoreError>>),
     Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
+    Find(bool, TokenId, oneshot::Sender<Result<Snapshot, StoreError>>),
+    CheckKeys(Vec<KeyFingerprint>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// Handle to the store's thread; cheap to share behind an `Arc`. Dropping it lets the writer
-/// finish what was queued, then the thread ends and the lock is released.
+/// finish what was queued, then the thread ends.
 pub struct PostgresStore {
     tx: mpsc::UnboundedSender<Job>,
     relays: Relays,
+    feed: Arc<FeedState>,
 }
+
+/// Said while the feed cannot reach the database.
+const CUT_OFF: &str = "the database cannot be reached; this node is waiting to catch up";
 
 /// `url` without its password or parameters: `host:port/database`, for log lines and messages.
 pub fn describe(url: &str) -> String {
@@ -74,8 +91,10 @@ fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config = tokio_postgres::Config::from_str(url)
         // The parser's message never quotes the url, so no password reaches the log.
         .map_err(|e| StoreError::Db(format!("store.url: {e}")))?;
+    // A node cut off in the middle of a transaction leaves it open on the server, holding its
+    // keys' locks and making every feed re-read from it: the server ends it past this.
     let options = format!(
-        "{} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        "{} -c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         config.get_options().unwrap_or("")
     );
     config.options(options.trim()).connect_timeout(CONNECT_TIMEOUT);
@@ -86,8 +105,8 @@ fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 }
 
 impl PostgresStore {
-    /// Connects to `url` with a pool of `pool_size` connections, migrates the schema and takes
-    /// the single-node lock; fails if the database cannot be reached or another node holds it.
+    /// Connects to `url` with a pool of `pool_size` connections and migrates the schema; fails
+    /// if the database cannot be reached.
     pub fn open(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
         let config = connection_config(url)?;
         let where_ = describe(url);
@@ -97,18 +116,20 @@ impl PostgresStore {
             .map_err(|e| StoreError::Db(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let feed = Arc::new(FeedState::default());
+        let feed_state = Arc::clone(&feed);
         std::thread::Builder::new()
             .name("tokengate-store".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let started = start(config, pool_size, &where_).await;
-                    match started {
-                        Ok((pool, lock)) => {
+                    match start(config.clone(), pool_size, &where_).await {
+                        Ok(pool) => {
                             // A dropped receiver means the opener went away; there is nobody
                             // to serve, and `rx` ends at once.
                             let _ = ready_tx.send(Ok(()));
-                            serve(pool, rx).await;
-                            drop(lock);
+                            let feed = tokio::spawn(follow(config, Arc::clone(&feed_state), where_));
+                            serve(pool, rx, feed_state).await;
+                            feed.abort();
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -121,6 +142,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             tx,
             relays: Relays::default(),
+            feed,
         })
     }
 
@@ -129,11 +151,11 @@ impl PostgresStore {
     }
 }
 
-/// The pool, with the schema migrated, and the connection that holds the single-node lock.
-async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -> Result<(Pool, Client), StoreError> {
-    let unreachable = |e: &dyn std::error::Error| StoreError::Db(format!("{where_}: {}", sql::chain(e)));
+/// The pool, with the schema migrated.
+async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -> Result<Pool, StoreError> {
+    let unreachable = |e: &dyn std::error::Error| StoreError::Unavailable(format!("{where_}: {}", sql::chain(e)));
     let manager = Manager::from_config(
-        config.clone(),
+        config,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -146,62 +168,96 @@ async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| unreachable(&e))?;
-    let (lock, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&e))?;
-    let held_on = where_.to_string();
-    tokio::spawn(async move {
-        // The connection ends with the store, or else with an error: then the lock is gone and
-        // another node could take the database.
-        if let Err(e) = connection.await {
-            log::error!(
-                "lost the connection holding the single-node lock on {held_on}: {}",
-                sql::chain(&e)
-            );
-        }
-    });
-    sql::take_node_lock(&lock, where_).await?;
     let mut client = pool.get().await.map_err(|e| unreachable(&e))?;
     sql::migrate(&mut client)
         .await
         .map_err(|e| StoreError::Db(format!("{where_}: {e}")))?;
-    Ok((pool, lock))
+    Ok(pool)
 }
 
-/// The writer: takes everything queued, commits the submissions among it in one transaction,
-/// then starts the loads and purges queued after them. Ends once every sender is gone.
-async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// The writer: takes everything queued, commits the submissions and decisions among it in one
+/// transaction, and starts the other jobs beside it. Ends once every sender is gone.
+async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedState>) {
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let mut commits = Vec::new();
+        let mut turns = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Commit(ops, waiter) => commits.push((ops, waiter)),
+                Job::Turn(turn) => turns.push(turn),
                 Job::Load(now, out) => {
                     // What was submitted before the load is in what it reads.
-                    commit_group(&pool, std::mem::take(&mut commits)).await;
-                    let pool = pool.clone();
-                    tokio::spawn(async move { load(&pool, now, out).await });
+                    write_group(
+                        &pool,
+                        &feed.feed,
+                        std::mem::take(&mut commits),
+                        std::mem::take(&mut turns),
+                    )
+                    .await;
+                    let (pool, feed) = (pool.clone(), Arc::clone(&feed));
+                    tokio::spawn(async move { load(&pool, now, out, feed).await });
                 }
                 Job::Purge(now, out) => {
-                    commit_group(&pool, std::mem::take(&mut commits)).await;
+                    write_group(
+                        &pool,
+                        &feed.feed,
+                        std::mem::take(&mut commits),
+                        std::mem::take(&mut turns),
+                    )
+                    .await;
                     let pool = pool.clone();
                     tokio::spawn(async move {
                         // A purge nobody awaits any more is still worth finishing.
                         let _ = out.send(purge(&pool, now).await);
                     });
                 }
+                Job::Find(refresh, id, out) => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let _ = out.send(find(&pool, refresh, id).await);
+                    });
+                }
+                Job::CheckKeys(keys, out) => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let result = match pool.get().await {
+                            Ok(mut client) => sql::check_keys(&mut client, &keys).await,
+                            Err(e) => Err(StoreError::Unavailable(sql::chain(&e))),
+                        };
+                        let _ = out.send(result);
+                    });
+                }
             }
         }
-        commit_group(&pool, commits).await;
+        write_group(&pool, &feed.feed, commits, turns).await;
+    }
+}
+
+/// One transaction for what was queued: decisions with their keys locked, or plain submissions
+/// alone. A write that could not reach the database tells the feed, so later decisions fail at
+/// once until it has caught up again.
+async fn write_group(pool: &Pool, feed: &Feed, commits: Vec<(Vec<StoreOp>, Waiter)>, turns: Vec<TurnJob>) {
+    let lost = if turns.is_empty() {
+        commit_group(pool, commits).await
+    } else {
+        run_group(pool, commits, turns, crate::domain::ids::now_ms()).await
+    };
+    if lost {
+        feed.lost();
+        // Connections that may hang on a cut network are not handed out again.
+        pool.retain(|_, _| false);
     }
 }
 
 /// Commits `group` in one transaction and acks each submission. Should the database reject it,
 /// each submission is tried in a transaction of its own, so one bad submission fails alone; a
 /// database that cannot be reached fails them all at once.
-async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) {
+async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> bool {
     let all: Vec<&StoreOp> = group.iter().flat_map(|(ops, _)| ops).collect();
     if all.is_empty() {
-        return finish(group, Ok(()));
+        finish(group, Ok(()));
+        return false;
     }
     match apply(pool, &all).await {
         Ok(()) => finish(group, Ok(())),
@@ -220,19 +276,26 @@ async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) {
             }
             ack::complete(done);
         }
-        Err(e) => finish(group, Err(e.into())),
+        Err(e) => {
+            let lost = matches!(e, Failure::Unavailable(_));
+            finish(group, Err(e.into()));
+            return lost;
+        }
     }
+    false
 }
 
 fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) {
     let done = match result {
         Ok(()) => group.into_iter().map(|(_, w)| (w, Ok(()))).collect(),
         Err(e) => {
+            let unavailable = matches!(e, StoreError::Unavailable(_) | StoreError::Closed);
             let message = e.to_string();
-            group
-                .into_iter()
-                .map(|(_, w)| (w, Err(StoreError::Db(message.clone()))))
-                .collect()
+            let again = |m: &str| match unavailable {
+                true => StoreError::Unavailable(m.to_string()),
+                false => StoreError::Db(m.to_string()),
+            };
+            group.into_iter().map(|(_, w)| (w, Err(again(&message)))).collect()
         }
     };
     ack::complete(done);
@@ -258,6 +321,56 @@ impl TokenStore for PostgresStore {
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Purge(now_ms, tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn turn(&self, key: Option<&KeyName>) -> Result<Turn, StoreError> {
+        if self.feed.feed.state() != SyncState::Ok {
+            return Err(StoreError::Unavailable(CUT_OFF.into()));
+        }
+        let Some(key) = key else {
+            return Ok(Turn::direct());
+        };
+        let (ack_tx, ack_rx) = oneshot::channel();
+        let (reply, granted) = oneshot::channel::<Result<Granted, StoreError>>();
+        self.send(Job::Turn(TurnJob {
+            key: key.clone(),
+            reply,
+            waiter: self.relays.waiter(ack_tx),
+        }))?;
+        // A group that failed before this turn was handed out drops the reply.
+        let (rows, changes) = granted.await.map_err(|_| StoreError::Unavailable(CUT_OFF.into()))??;
+        let ack: Ack = Box::pin(async move { ack_rx.await.map_err(|_| StoreError::Unavailable(CUT_OFF.into()))? });
+        Ok(Turn::shared(rows, changes, ack))
+    }
+
+    async fn find_access(&self, id: &TokenId) -> Result<Option<AccessRow>, StoreError> {
+        Ok(self.find(false, *id).await?.access.pop())
+    }
+
+    async fn find_refresh(&self, id: &TokenId) -> Result<Option<RefreshRow>, StoreError> {
+        Ok(self.find(true, *id).await?.refresh.pop())
+    }
+
+    fn feed(&self) -> Option<Arc<Feed>> {
+        Some(Arc::clone(&self.feed.feed))
+    }
+
+    async fn check_keys(&self, keys: &[KeyFingerprint]) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::CheckKeys(keys.to_vec(), tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl PostgresStore {
+    async fn find(&self, refresh: bool, id: TokenId) -> Result<Snapshot, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Find(refresh, id, tx))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

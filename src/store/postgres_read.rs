@@ -8,6 +8,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 
+use super::postgres_feed::{position, FeedState};
 use super::postgres_sql::{answered, chain, db_err, ms, ACCESS};
 use super::{AccessRow, RefreshRow, SharedNames, Snapshot, StoreError};
 use crate::domain::format::TokenFormat;
@@ -32,8 +33,13 @@ const LOAD: &str = "SELECT seq, kind, id, client_id, subject, scope, format, gra
 
 /// Sends the live tokens to `out` in issue order, a chunk at a time, all read in one snapshot;
 /// then `None`, or the error that stopped it.
-pub async fn load(pool: &Pool, now: u64, out: mpsc::Sender<Result<Option<Snapshot>, StoreError>>) {
-    let result = load_chunks(pool, now, &out).await;
+pub async fn load(
+    pool: &Pool,
+    now: u64,
+    out: mpsc::Sender<Result<Option<Snapshot>, StoreError>>,
+    feed: Arc<FeedState>,
+) {
+    let result = load_chunks(pool, now, &out, &feed).await;
     // A receiver that went away wanted no more.
     let _ = out.send(result.map(|()| None)).await;
 }
@@ -42,8 +48,9 @@ async fn load_chunks(
     pool: &Pool,
     now: u64,
     out: &mpsc::Sender<Result<Option<Snapshot>, StoreError>>,
+    feed: &FeedState,
 ) -> Result<(), StoreError> {
-    let mut client = pool.get().await.map_err(|e| StoreError::Db(chain(&e)))?;
+    let mut client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -51,6 +58,11 @@ async fn load_chunks(
         .start()
         .await
         .map_err(db_err)?;
+    // The change feed starts where this snapshot ends (the first load only).
+    let at = position(&tx).await?;
+    if let Ok(mut start) = feed.start.lock() {
+        start.get_or_insert(at);
+    }
     let stmt = tx.prepare_cached(LOAD).await.map_err(db_err)?;
     let mut names = SharedNames::default();
     let mut shared = |text: &str| names.share(text);
@@ -72,7 +84,7 @@ async fn load_chunks(
 }
 
 /// Adds one row of [`LOAD`] to `snap`; a row this version cannot read is left out.
-fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &mut impl FnMut(&str) -> Arc<str>) {
+pub(super) fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &mut impl FnMut(&str) -> Arc<str>) {
     let Ok(id) = <[u8; 32]>::try_from(row.get::<_, &[u8]>(2)).map(TokenId) else {
         return;
     };
@@ -118,10 +130,40 @@ fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &mut impl Fn
     }
 }
 
+const FIND_ACCESS: &str = "SELECT seq, 0::int2, id, client_id, subject, scope, format, grant_type, \
+     issued_at_ms, expires_at_ms, state, family, refresh_id FROM access_tokens WHERE id = $1";
+const FIND_REFRESH: &str = "SELECT seq, 1::int2, id, client_id, subject, scope, 'refresh', \
+     'refresh_token', issued_at_ms, expires_at_ms, state, family, access_id \
+     FROM refresh_tokens WHERE id = $1";
+
+/// The row of the access (`refresh` false) or refresh token `id`, whatever its state.
+pub async fn find(pool: &Pool, refresh: bool, id: TokenId) -> Result<Snapshot, StoreError> {
+    let client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
+    let stmt = answered(client.prepare_cached(if refresh { FIND_REFRESH } else { FIND_ACCESS })).await?;
+    let rows = answered(client.query(&stmt, &[&&id.0[..]])).await?;
+    let mut names = SharedNames::default();
+    let mut shared = |text: &str| names.share(text);
+    let mut snap = Snapshot::default();
+    for row in &rows {
+        push_row(&mut snap, row, &mut shared);
+    }
+    Ok(snap)
+}
+
+/// The lock that lets one node at a time purge ("tokensweep").
+const PURGE_LOCK: i64 = 0x746f_6b65_6e73_7765;
+
 /// Deletes the tokens expired at `now` and the records of their changes, a bounded step at a
-/// time; returns how many rows went.
+/// time; returns how many rows went. One node of a cluster purges at a time: a node that finds
+/// another purging skips the round (0 rows).
 pub async fn purge(pool: &Pool, now: u64) -> Result<u64, StoreError> {
-    let client = pool.get().await.map_err(|e| StoreError::Db(chain(&e)))?;
+    let mut client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    let locked = answered(tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])).await?;
+    if !locked.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let client = &tx;
     let mut removed = 0;
     for table in ["access_tokens", "refresh_tokens", "token_changes"] {
         let step = format!(
@@ -137,5 +179,6 @@ pub async fn purge(pool: &Pool, now: u64) -> Result<u64, StoreError> {
             }
         }
     }
+    tx.commit().await.map_err(db_err)?;
     Ok(removed)
 }

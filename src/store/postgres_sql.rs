@@ -1,12 +1,12 @@
-//! The PostgreSQL store's schema (versioned, migrated at open), its single-node lock, and the
+//! The PostgreSQL store's schema (versioned, migrated at open), and the
 //! errors and conversions its writes ([`super::postgres_write`]) and reads
 //! ([`super::postgres_read`]) share. Knows nothing of tasks or acks.
 
 use std::time::Duration;
 
 use deadpool_postgres::PoolError;
-pub use tokio_postgres::Client;
 
+use super::shared::KeyFingerprint;
 use super::StoreError;
 
 /// The schema, one migration per version, oldest first: version `n` is the first `n` applied.
@@ -14,9 +14,12 @@ use super::StoreError;
 ///
 /// Tokens are stored by id (a digest, never token text) with their latest state. Access and
 /// refresh tokens share one sequence, so the live tokens are read back in issue order.
-/// `token_changes` records every insert and state change, in the transaction that makes it, for
-/// a change feed to read.
-const MIGRATIONS: &[&str] = &["
+/// `token_changes` records every insert and state change, in the transaction that makes it, with
+/// that transaction's id (`xid`): the change feed reads the changes of finished transactions in
+/// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, the indexes a decision reads a
+/// key's live tokens by, and the fingerprints of the keys every node must share.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE SEQUENCE token_seq;
 CREATE TABLE access_tokens (
     seq bigint PRIMARY KEY DEFAULT nextval('token_seq'), id bytea NOT NULL UNIQUE,
@@ -37,17 +40,20 @@ CREATE TABLE token_changes (
     state smallint NOT NULL, expires_at_ms bigint NOT NULL
 );
 CREATE INDEX token_changes_expiry ON token_changes (expires_at_ms);
-"];
-
-/// The key of the advisory lock a node holds on its database (on a connection of its own) ("tokengat").
-const NODE_LOCK_KEY: i64 = 0x746f_6b65_6e67_6174;
-/// How long a node waits for the lock: a node that just stopped may still hold it briefly.
-const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
+",
+    "
+ALTER TABLE token_changes ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX token_changes_feed ON token_changes (xid, seq) WHERE state <> 0;
+CREATE INDEX access_tokens_key ON access_tokens (client_id, subject, scope) WHERE state = 0;
+CREATE INDEX refresh_tokens_key ON refresh_tokens (client_id, subject, scope) WHERE state IN (0, 3);
+CREATE TABLE tokengate_keys (name text PRIMARY KEY, fingerprint text NOT NULL);
+",
+];
 
 /// Longest wait for one statement's answer. The server cancels a statement at its
-/// `statement_timeout` (5 s); this bounds a server that went silent (a cut network sends no
+/// `statement_timeout` (4 s); this bounds a server that went silent (a cut network sends no
 /// answer at all).
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `kind` values in `token_changes` and in the rows of a load.
 pub const ACCESS: i16 = 0;
@@ -84,12 +90,15 @@ impl From<PoolError> for Failure {
 
 impl From<Failure> for StoreError {
     fn from(e: Failure) -> StoreError {
-        StoreError::Db(e.to_string())
+        match e {
+            Failure::Rejected(m) => StoreError::Db(m),
+            Failure::Unavailable(m) => StoreError::Unavailable(m),
+        }
     }
 }
 
 pub fn db_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Db(chain(&e))
+    Failure::from(e).into()
 }
 
 /// `query`'s answer, or an error once [`ANSWER_TIMEOUT`] has passed without one.
@@ -98,7 +107,7 @@ pub async fn answered<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(ANSWER_TIMEOUT, query).await {
         Ok(answer) => answer.map_err(db_err),
-        Err(_) => Err(StoreError::Db("the database did not answer in time".into())),
+        Err(_) => Err(StoreError::Unavailable("the database did not answer in time".into())),
     }
 }
 
@@ -112,29 +121,6 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-/// Takes the node's advisory lock on `client`'s session, waiting briefly; fails naming
-/// `where_` when another node holds it.
-pub async fn take_node_lock(client: &Client, where_: &str) -> Result<(), StoreError> {
-    let deadline = tokio::time::Instant::now() + NODE_LOCK_WAIT;
-    loop {
-        let row = answered(client.query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK_KEY]))
-            .await
-            .map_err(|e| match e {
-                StoreError::Db(m) => StoreError::Db(format!("{where_}: {m}")),
-                other => other,
-            })?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Db(format!(
-                "another tokengate node uses the database {where_}; one node per database until cluster mode"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Brings the schema to the latest version, in one transaction.
@@ -179,4 +165,51 @@ pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), Store
 /// Milliseconds as PostgreSQL's `bigint` (times past its range are clamped, never wrapped).
 pub fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Records `keys` when no node has yet, or checks them against the record; a key listed with
+/// the recorded fingerprint among its `previous` ones replaces it (a rotation).
+pub async fn check_keys(client: &mut deadpool_postgres::Client, keys: &[KeyFingerprint]) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(db_err)?;
+    tx.batch_execute("LOCK TABLE tokengate_keys IN EXCLUSIVE MODE")
+        .await
+        .map_err(db_err)?;
+    for key in keys {
+        let row = tx
+            .query_opt("SELECT fingerprint FROM tokengate_keys WHERE name = $1", &[&key.name])
+            .await
+            .map_err(db_err)?;
+        let recorded: Option<String> = row.map(|r| r.get(0));
+        match recorded {
+            None => {
+                tx.execute(
+                    "INSERT INTO tokengate_keys (name, fingerprint) VALUES ($1, $2)",
+                    &[&key.name, &key.fingerprint],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+            Some(fp) if fp == key.fingerprint => {}
+            Some(fp) if key.previous.contains(&fp) => {
+                tx.execute(
+                    "UPDATE tokengate_keys SET fingerprint = $2 WHERE name = $1",
+                    &[&key.name, &key.fingerprint],
+                )
+                .await
+                .map_err(db_err)?;
+                log::info!(
+                    "{}: this node's key replaces the cluster's previous one (listed as a previous key)",
+                    key.name
+                );
+            }
+            Some(_) => {
+                return Err(StoreError::Db(format!(
+                    "{}: this node's key differs from the one the other nodes of this cluster use \
+                     (the database keeps its fingerprint); give every node the same key file",
+                    key.name
+                )))
+            }
+        }
+    }
+    tx.commit().await.map_err(db_err)
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 
 use super::postgres_sql::{ms, Failure, ACCESS, REFRESH};
 use super::StoreOp;
@@ -144,7 +144,7 @@ impl<'a> Columns<'a> {
 
 /// Longest a group's transaction may take, its connection included: past it the database is
 /// taken for gone (statements are cancelled by the server sooner; a cut network answers never).
-const GROUP_TIMEOUT: Duration = Duration::from_secs(15);
+pub const GROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Applies `ops` in one transaction: inserts, then state changes, then their records in
 /// `token_changes`, each a single statement over arrays.
@@ -156,9 +156,23 @@ pub async fn apply(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
 }
 
 async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
-    let c = Columns::of(ops);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    write(&tx, ops).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The channel whose notification tells the other nodes to pull the feed.
+pub const CHANNEL: &str = "tokengate_changes";
+
+/// Writes `ops` in the transaction `tx`: inserts, then state changes, then their records in
+/// `token_changes`; rings the feed's doorbell (delivered at commit) when a token changed state.
+pub async fn write(tx: &Transaction<'_>, ops: &[&StoreOp]) -> Result<(), Failure> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let c = Columns::of(ops);
     let a = &c.access;
     if !a.id.is_empty() {
         let stmt = tx.prepare_cached(INSERT_ACCESS).await?;
@@ -211,6 +225,8 @@ async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
     let ch = &c.changes;
     let stmt = tx.prepare_cached(INSERT_CHANGES).await?;
     tx.execute(&stmt, &[&ch.id, &ch.kind, &ch.state, &ch.expires]).await?;
-    tx.commit().await?;
+    if c.states.iter().any(|s| !s.is_empty()) {
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+    }
     Ok(())
 }

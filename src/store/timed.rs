@@ -7,7 +7,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use prometheus::Histogram;
 
-use super::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
+use super::shared::{Feed, KeyFingerprint, KeyName, Turn};
+use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::ids::TokenId;
 
 /// Times each submitted batch, from submission to durable ack, into a histogram (seconds);
 /// barriers, `load` and `purge` pass through.
@@ -46,5 +48,29 @@ impl TokenStore for TimedStore {
 
     async fn purge(&self, now_ms: u64) -> Result<u64, StoreError> {
         self.inner.purge(now_ms).await
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    async fn turn(&self, key: Option<&KeyName>) -> Result<Turn, StoreError> {
+        self.inner.turn(key).await
+    }
+
+    async fn find_access(&self, id: &TokenId) -> Result<Option<AccessRow>, StoreError> {
+        self.inner.find_access(id).await
+    }
+
+    async fn find_refresh(&self, id: &TokenId) -> Result<Option<RefreshRow>, StoreError> {
+        self.inner.find_refresh(id).await
+    }
+
+    fn feed(&self) -> Option<Arc<Feed>> {
+        self.inner.feed()
+    }
+
+    async fn check_keys(&self, keys: &[KeyFingerprint]) -> Result<(), StoreError> {
+        self.inner.check_keys(keys).await
     }
 }

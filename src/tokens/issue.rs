@@ -13,6 +13,7 @@ use super::service::{
 };
 use crate::domain::ids::{FamilyId, TokenState};
 use crate::domain::policy::{decide, ActiveToken, Decision, Mode, Retire};
+use crate::store::shared::Turn;
 use crate::store::StoreOp;
 
 /// One issuance under a key's lock: the request, and what its caller decided beside it.
@@ -74,30 +75,38 @@ fn store_ops(prior: Vec<StoreOp>, effects: &[Effect], minted: &Minted) -> Vec<St
 impl TokenService {
     /// Answers a `client_credentials` or `password` token request under the renewal policy.
     pub async fn issue(&self, p: IssueParams<'_>) -> Result<Issued, ServiceError> {
-        if p.policy.mode(p.grant) == Mode::Multi && p.policy.max_active_tokens == 0 {
-            // Always a token more: refused at the bound before a key or a signature is made.
+        let mode = p.policy.mode(p.grant);
+        // Always a token more: no other token of the key changes the decision.
+        let unbounded = mode == Mode::Multi && p.policy.max_active_tokens == 0;
+        if unbounded {
+            // Refused at the bound before a key or a signature is made.
             self.check_room(&p)?;
         }
         let slot = self.index.key_slot(self.index.key(p.client_id, p.subject, &p.scope));
         let presigned = self.presign(&slot, &p).await?;
+        let turn = self.turn(&slot, !unbounded).await?;
         let pending = {
             let mut st = slot.lock();
+            if let Some(live) = &turn.live {
+                self.reconcile(&slot, &mut st, live);
+            }
             let job = Issuing {
                 params: &p,
-                mode: p.policy.mode(p.grant),
+                mode,
                 reuse_allowed: true,
                 family: None,
                 prior_ops: Vec::new(),
                 presigned,
             };
-            self.issue_locked(&mut st, &slot, job)
+            self.issue_locked(&mut st, &slot, job, turn)
         };
         self.finish(pending?).await
     }
 
     /// Decides and publishes under the key's lock; never awaits. In named steps: decide (reuse a
     /// token or issue one, retiring which), check room, retire, mint, publish to the index, and
-    /// persist (submit to the store; the caller awaits the ack after releasing the lock). A new
+    /// persist (hand the changes to the store's `turn`; the caller awaits the ack after
+    /// releasing the lock). A new
     /// token that replaces none is refused while the index or its client is full ([`Capacity`]);
     /// one that replaces another (single-mode renewal, a multi-mode cap) still goes through.
     pub(super) fn issue_locked(
@@ -105,11 +114,12 @@ impl TokenService {
         st: &mut KeyState,
         slot: &Arc<KeySlot>,
         job: Issuing<'_, '_>,
+        turn: Turn,
     ) -> Result<Pending, ServiceError> {
         let now = now_ms();
         let retire = match self.decide(st, &job, now) {
             Decision::Reuse { index, expires_in_secs } => {
-                return Ok(self.reuse(st, slot, index, expires_in_secs, now));
+                return Ok(self.reuse(st, slot, index, expires_in_secs, now, turn));
             }
             Decision::Issue { retire } => retire,
         };
@@ -120,7 +130,7 @@ impl TokenService {
         let minted = self.mint(slot, job.params, job.family, job.presigned, now);
         let ops = store_ops(job.prior_ops, &effects, &minted);
         let (access, access_token, refresh_token) = self.publish(st, effects, minted);
-        let ack = self.store.submit(ops);
+        let ack = turn.submit(&*self.store, ops);
         let issued = Issued {
             access_token,
             expires_in: job.params.access_ttl_secs,
@@ -165,7 +175,15 @@ impl TokenService {
 
     /// Hands out the key's existing opaque token `index` again (with its refresh token, if it is
     /// still usable); waits for its commit first when its issuing request has not had it yet.
-    fn reuse(&self, st: &KeyState, slot: &Arc<KeySlot>, index: usize, expires_in_secs: u64, now: u64) -> Pending {
+    fn reuse(
+        &self,
+        st: &KeyState,
+        slot: &Arc<KeySlot>,
+        index: usize,
+        expires_in_secs: u64,
+        now: u64,
+        turn: Turn,
+    ) -> Pending {
         let rec = &st.active[index];
         let refresh_token = rec
             .refresh_id()
@@ -186,7 +204,7 @@ impl TokenService {
         // Issued by a request still waiting for its commit: wait for it too.
         Pending::Durable {
             issued,
-            ack: self.store.submit(Vec::new()),
+            ack: turn.submit(&*self.store, Vec::new()),
             published: None,
             slot: Arc::clone(slot),
         }

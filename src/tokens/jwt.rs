@@ -10,7 +10,8 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey, VerificationAlgorithm,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -149,6 +150,26 @@ impl JwtSigner {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Whether `token` is a compact JWS with this key's header and a valid signature by it.
+    pub fn verifies(&self, token: &str) -> bool {
+        let Some(rest) = token.strip_prefix(&*self.header_b64).and_then(|r| r.strip_prefix('.')) else {
+            return false;
+        };
+        let Some((payload, signature)) = rest.split_once('.') else {
+            return false;
+        };
+        let Ok(signature) = B64.decode(signature) else {
+            return false;
+        };
+        let signed = &token.as_bytes()[..self.header_b64.len() + 1 + payload.len()];
+        let (alg, public): (&dyn VerificationAlgorithm, &[u8]) = match &self.key {
+            SignerKey::Rsa(kp) => (&RSA_PKCS1_2048_8192_SHA256, kp.public_key().as_ref()),
+            SignerKey::Ec(kp) => (&ECDSA_P256_SHA256_FIXED, kp.public_key().as_ref()),
+            SignerKey::Ed(kp) => (&ED25519, kp.public_key().as_ref()),
+        };
+        UnparsedPublicKey::new(alg, public).verify(signed, &signature).is_ok()
     }
 
     /// Signs `claims` into a compact JWS with header `{alg, typ: "at+jwt", kid}`.

@@ -1,16 +1,17 @@
 //! The rest of a token's life: refresh with rotation and reuse detection, revocation (RFC 7009),
 //! restoring the index from the store at start, and sweeping expired tokens.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::index::KeyState;
 use super::issue::Issuing;
 use super::opaque::OpaqueKind;
-use super::record::{now_ms, AccessRecord, AtomicState, FamilyId, RefreshLink, RefreshRecord, TokenState};
+use super::record::{now_ms, AccessRecord, FamilyId, RefreshRecord, TokenState};
+use super::rows::{access_record, refresh_record};
 use super::service::{Effect, IssueParams, Issued, ServiceError, TokenService};
 use crate::domain::grant_type::GrantType;
 use crate::domain::key::{ScopeSet, TokenKey};
+use crate::store::shared::Turn;
 use crate::store::{Ack, Snapshot, StoreError, StoreOp};
 
 /// What a revocation request found.
@@ -49,9 +50,12 @@ impl TokenService {
     ) -> Result<Issued, ServiceError> {
         let invalid = ServiceError::InvalidGrant("the refresh token is invalid, expired or revoked");
         let rid = self.codec().parse(OpaqueKind::Refresh, refresh_text).ok_or(invalid)?;
-        let rec = self.index().refresh(&rid).ok_or(ServiceError::InvalidGrant(
-            "the refresh token is invalid, expired or revoked",
-        ))?;
+        let rec = match self.index().refresh(&rid) {
+            Some(rec) => rec,
+            None => self.look_up_refresh(rid).await?.ok_or(ServiceError::InvalidGrant(
+                "the refresh token is invalid, expired or revoked",
+            ))?,
+        };
         if *rec.key.client_id != *p.client_id {
             return Err(ServiceError::InvalidGrant(
                 "the refresh token was issued to another client",
@@ -63,13 +67,17 @@ impl TokenService {
             ..p
         };
         let presigned = self.presign(&rec.key, &params).await?;
+        let turn = self.turn(&slot, true).await?;
         // `Err(ack)`: a spent refresh token came back; its family's revocation is being stored.
         let pending: Result<_, Ack> = 'locked: {
             let mut st = slot.lock();
+            if let Some(live) = &turn.live {
+                self.reconcile(&slot, &mut st, live);
+            }
             match rec.state.get() {
                 TokenState::Inactive => {
                     let effects = family_effects(&st, &rec.family);
-                    break 'locked Err(self.revoke_locked(&mut st, effects));
+                    break 'locked Err(self.revoke_locked(&mut st, effects, turn));
                 }
                 TokenState::Active if rec.expires_at_ms > now_ms() => {}
                 _ => {
@@ -105,7 +113,7 @@ impl TokenService {
                 prior_ops,
                 presigned,
             };
-            Ok(self.issue_locked(&mut st, &slot, job))
+            Ok(self.issue_locked(&mut st, &slot, job, turn))
         };
         match pending {
             Ok(pending) => self.finish(pending?).await,
@@ -122,12 +130,16 @@ impl TokenService {
 
     /// RFC 7009 revocation by the owning client. Unknown or dead tokens are not an error.
     pub async fn revoke(&self, client_id: &str, text: &str) -> Result<Revoked, ServiceError> {
-        if let Some(rec) = self.access_id(text).and_then(|id| self.index().access(&id)) {
+        if let Some(rec) = self.access_to_revoke(text).await? {
             if *rec.key.client_id != *client_id {
                 return Err(ServiceError::NotOwner);
             }
+            let turn = self.turn(&rec.key, true).await?;
             let ack = {
                 let mut st = rec.key.lock();
+                if let Some(live) = &turn.live {
+                    self.reconcile(&rec.key, &mut st, live);
+                }
                 if rec.state.get() != TokenState::Active {
                     return Ok(Revoked::Nothing);
                 }
@@ -135,26 +147,26 @@ impl TokenService {
                 if let Some(r) = rec.refresh_id().and_then(|rid| st.refresh.iter().find(|r| r.id == rid)) {
                     effects.push(Effect::Refresh(Arc::clone(r), TokenState::Revoked));
                 }
-                self.revoke_locked(&mut st, effects)
+                self.revoke_locked(&mut st, effects, turn)
             };
             ack.await?;
             return Ok(Revoked::Access);
         }
-        if let Some(rec) = self
-            .codec()
-            .parse(OpaqueKind::Refresh, text)
-            .and_then(|id| self.index().refresh(&id))
-        {
+        if let Some(rec) = self.refresh_to_revoke(text).await? {
             if *rec.key.client_id != *client_id {
                 return Err(ServiceError::NotOwner);
             }
+            let turn = self.turn(&rec.key, true).await?;
             let ack = {
                 let mut st = rec.key.lock();
+                if let Some(live) = &turn.live {
+                    self.reconcile(&rec.key, &mut st, live);
+                }
                 let effects = family_effects(&st, &rec.family);
                 if effects.is_empty() {
                     return Ok(Revoked::Nothing);
                 }
-                self.revoke_locked(&mut st, effects)
+                self.revoke_locked(&mut st, effects, turn)
             };
             ack.await?;
             return Ok(Revoked::RefreshFamily);
@@ -162,15 +174,37 @@ impl TokenService {
         Ok(Revoked::Nothing)
     }
 
+    /// The live access token `text` names: in the index, or found in a shared store.
+    async fn access_to_revoke(&self, text: &str) -> Result<Option<Arc<AccessRecord>>, ServiceError> {
+        let Some(id) = self.access_id(text) else {
+            return Ok(None);
+        };
+        match self.index().access(&id) {
+            Some(rec) => Ok(Some(rec)),
+            None => Ok(self.look_up_access(text, id, now_ms()).await?),
+        }
+    }
+
+    /// The refresh token `text` names: in the index, or found in a shared store.
+    async fn refresh_to_revoke(&self, text: &str) -> Result<Option<Arc<RefreshRecord>>, ServiceError> {
+        let Some(id) = self.codec().parse(OpaqueKind::Refresh, text) else {
+            return Ok(None);
+        };
+        match self.index().refresh(&id) {
+            Some(rec) => Ok(Some(rec)),
+            None => Ok(self.look_up_refresh(id).await?),
+        }
+    }
+
     /// Applies revocations in memory at once and submits them to the store; the caller awaits
     /// the ack after releasing the key's lock. A store failure still leaves the tokens rejected
     /// at the gateway (fail closed).
-    fn revoke_locked(&self, st: &mut KeyState, effects: Vec<Effect>) -> Ack {
+    fn revoke_locked(&self, st: &mut KeyState, effects: Vec<Effect>, turn: Turn) -> Ack {
         let ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
         for e in &effects {
             self.apply(st, e);
         }
-        self.store().submit(ops)
+        turn.submit(&**self.store(), ops)
     }
 
     /// Fills the index from the store (at start). Returns (access, refresh) counts.
@@ -186,15 +220,7 @@ impl TokenService {
                 let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
                     continue;
                 };
-                let rec = Arc::new(RefreshRecord {
-                    id: row.id,
-                    key: Arc::clone(&key),
-                    family: row.family,
-                    issued_at_ms: row.issued_at_ms,
-                    expires_at_ms: row.expires_at_ms,
-                    access_id: row.access_id,
-                    state: AtomicState::new(row.state),
-                });
+                let rec = refresh_record(&row, Arc::clone(&key));
                 if row.state == TokenState::Active {
                     key.lock().refresh.push(Arc::clone(&rec));
                 }
@@ -205,20 +231,7 @@ impl TokenService {
                 let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
                     continue;
                 };
-                let rec = Arc::new(AccessRecord {
-                    id: row.id,
-                    key: Arc::clone(&key),
-                    format: row.format,
-                    grant: row.grant,
-                    issued_at_ms: row.issued_at_ms,
-                    expires_at_ms: row.expires_at_ms,
-                    refresh: row
-                        .refresh_id
-                        .zip(row.family)
-                        .map(|(id, family)| Box::new(RefreshLink { id, family })),
-                    state: AtomicState::new(TokenState::Active),
-                    durable: AtomicBool::new(true),
-                });
+                let rec = access_record(&row, Arc::clone(&key));
                 key.lock().active.push(Arc::clone(&rec));
                 self.index().insert_access(rec);
                 na += 1;

@@ -4,6 +4,7 @@
 
 pub(crate) mod capacity;
 pub(crate) mod client_counts;
+pub(crate) mod dead_ids;
 pub(crate) mod id_set;
 pub mod index;
 pub(crate) mod intern;
@@ -16,6 +17,7 @@ pub mod record;
 pub mod request;
 pub(crate) mod rows;
 pub mod service;
+mod sync;
 
 #[cfg(test)]
 mod engine_tests;

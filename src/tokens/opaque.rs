@@ -96,6 +96,14 @@ impl OpaqueCodec {
         mac.finalize().into_bytes().into()
     }
 
+    /// What the server key shows of itself to other nodes: an HMAC of a fixed label, from
+    /// which the key cannot be recovered; equal on two nodes exactly when their keys are.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"tokengate server key fingerprint");
+        mac.finalize().into_bytes().into()
+    }
+
     /// A new random id and its token text.
     pub fn mint(&self, kind: OpaqueKind) -> (TokenId, String) {
         let mut id = [0u8; 32];

@@ -16,11 +16,13 @@ use rand::RngCore;
 use tokio::sync::Semaphore;
 
 use super::capacity::Capacity;
+use super::dead_ids::DeadIds;
 use super::index::{KeySlot, KeyState, TokenIndex};
 use super::jwt::JwtSigner;
 use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::presign::{presign, Presigned};
 use super::record::{AccessRecord, FamilyId, RefreshRecord, TokenId, TokenState};
+use crate::store::shared::Feed;
 use crate::store::{Ack, StoreOp, TokenStore};
 
 pub use super::request::{IssueParams, Issued, Outcome, RevokeCause, ServiceError};
@@ -70,6 +72,10 @@ pub struct TokenService {
     /// Permits for RSA signatures running at once ([`presign`], [`signing_permits`]).
     signing: Arc<Semaphore>,
     capacity: Capacity,
+    /// The change feed of a shared store (cluster mode); `None` with a store of one node.
+    pub(super) feed: Option<Arc<Feed>>,
+    /// Access tokens known dead, for look-ups in a shared store ([`super::sync`]).
+    pub(super) dead: DeadIds,
 }
 
 /// RSA signatures that may run at once: two per core. One per core left a core idle while a
@@ -89,12 +95,19 @@ impl TokenService {
     pub fn new(index: Arc<TokenIndex>, store: Arc<dyn TokenStore>, codec: OpaqueCodec, signer: JwtSigner) -> Self {
         TokenService {
             index,
+            feed: store.feed(),
             store,
             codec,
             signer: Arc::new(signer),
             signing: Arc::new(Semaphore::new(signing_permits())),
             capacity: Capacity::default(),
+            dead: DeadIds::default(),
         }
+    }
+
+    /// The change feed of a shared store, if this node is one of a cluster.
+    pub fn feed(&self) -> Option<&Arc<Feed>> {
+        self.feed.as_ref()
     }
 
     pub fn index(&self) -> &Arc<TokenIndex> {

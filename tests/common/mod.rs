@@ -3,6 +3,10 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
+pub mod pg;
+pub mod relay;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -191,7 +195,7 @@ impl Gateway {
             let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA certificate");
             http = http.add_root_certificate(ca).https_only(true);
         }
-        let gw = Gateway {
+        let mut gw = Gateway {
             child: Some(child),
             port,
             base: format!("{scheme}://127.0.0.1:{port}"),
@@ -229,7 +233,9 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the gateway answers; panics with its log when it does not within a minute
+    /// or exits first.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("{}/.well-known/oauth-authorization-server", self.base);
         loop {
@@ -237,6 +243,9 @@ impl Gateway {
                 if r.status() == 200 {
                     return;
                 }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("gateway exited ({status}) before it was ready; log:\n{}", self.log());
             }
             if Instant::now() > deadline {
                 panic!("gateway did not become ready; log:\n{}", self.log());

@@ -49,7 +49,7 @@ pub(super) struct Pipeline {
 
 impl Pipeline {
     pub(super) fn new(pool_size: usize) -> Pipeline {
-        let size = u32::try_from((pool_size / 2).clamp(1, 4)).unwrap_or(1);
+        let size = u32::try_from((pool_size / 4).clamp(1, 2)).unwrap_or(1);
         Pipeline {
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             size,

@@ -14,8 +14,8 @@ use super::StoreError;
 ///
 /// Tokens are stored by id (a digest, never token text) with their latest state. Access and
 /// refresh tokens share one sequence, so the live tokens are read back in issue order.
-/// `token_changes` records every insert and state change, in the transaction that makes it, with
-/// that transaction's id (`xid`): the change feed reads the changes of finished transactions in
+/// `token_changes` records every state change (and, before version 2, every insert), in the
+/// transaction that makes it, with that transaction's id (`xid`): the change feed reads them in
 /// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, the indexes a decision reads a
 /// key's live tokens by, and the fingerprints of the keys every node must share.
 const MIGRATIONS: &[&str] = &[

@@ -1,7 +1,8 @@
 //! The PostgreSQL store's writes: a group of submissions applied in one transaction, as one
 //! multi-row statement per table over arrays (`unnest`), so a thousand tokens cost the same
-//! round trips and one commit as one token. Every insert and state change also leaves a row in
-//! `token_changes`, in the same transaction.
+//! round trips and one commit as one token. Every state change also leaves a row in
+//! `token_changes`, in the same transaction, for the change feed (inserts need none: a node
+//! learns of a new token when it is first used there).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -132,11 +133,11 @@ impl<'a> Columns<'a> {
                         c.states[k].push((id, state as i16));
                     }
                 }
+                c.changes.id.push(&id.0);
+                c.changes.kind.push(kind);
+                c.changes.state.push(state as i16);
+                c.changes.expires.push(ms(expires));
             }
-            c.changes.id.push(&id.0);
-            c.changes.kind.push(kind);
-            c.changes.state.push(state as i16);
-            c.changes.expires.push(ms(expires));
         }
         c
     }
@@ -167,7 +168,8 @@ async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
 pub const CHANNEL: &str = "tokengate_changes";
 
 /// Writes `ops` in the transaction `tx`: inserts, then state changes, then their records in
-/// `token_changes`; rings the feed's doorbell (delivered at commit) when a token changed state.
+/// `token_changes` (state changes only); rings the feed's doorbell (delivered at commit) when a
+/// token changed state.
 pub async fn write(tx: &Transaction<'_>, ops: &[&StoreOp]) -> Result<(), Failure> {
     if ops.is_empty() {
         return Ok(());
@@ -223,9 +225,9 @@ pub async fn write(tx: &Transaction<'_>, ops: &[&StoreOp]) -> Result<(), Failure
         tx.execute(&stmt, &[&ids, &values]).await?;
     }
     let ch = &c.changes;
-    let stmt = tx.prepare_cached(INSERT_CHANGES).await?;
-    tx.execute(&stmt, &[&ch.id, &ch.kind, &ch.state, &ch.expires]).await?;
-    if c.states.iter().any(|s| !s.is_empty()) {
+    if !ch.id.is_empty() {
+        let stmt = tx.prepare_cached(INSERT_CHANGES).await?;
+        tx.execute(&stmt, &[&ch.id, &ch.kind, &ch.state, &ch.expires]).await?;
         tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
     }
     Ok(())

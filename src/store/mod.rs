@@ -12,6 +12,7 @@ pub(crate) mod expiries;
 pub(crate) mod memory;
 pub mod postgres;
 mod postgres_feed;
+mod postgres_groups;
 mod postgres_read;
 mod postgres_sql;
 mod postgres_turns;

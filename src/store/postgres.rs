@@ -19,12 +19,12 @@ use tokio_postgres::NoTls;
 
 use std::sync::Arc;
 
-use super::ack::{self, Relays, Waiter};
+use super::ack::{Relays, Waiter};
 use super::postgres_feed::{follow, FeedState};
+use super::postgres_groups::Pipeline;
 use super::postgres_read::{find, load, purge};
-use super::postgres_sql::{self as sql, Failure};
-use super::postgres_turns::{run_group, Granted, TurnJob};
-use super::postgres_write::apply;
+use super::postgres_sql::{self as sql};
+use super::postgres_turns::{Granted, TurnJob};
 use super::shared::{Feed, KeyFingerprint, KeyName, SyncState, Turn};
 use super::{receive_chunks, AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
 use crate::domain::ids::TokenId;
@@ -128,7 +128,7 @@ impl PostgresStore {
                             // to serve, and `rx` ends at once.
                             let _ = ready_tx.send(Ok(()));
                             let feed = tokio::spawn(follow(config, Arc::clone(&feed_state), where_));
-                            serve(pool, rx, feed_state).await;
+                            serve(pool, rx, feed_state, pool_size).await;
                             feed.abort();
                         }
                         Err(e) => {
@@ -177,7 +177,8 @@ async fn start(config: tokio_postgres::Config, pool_size: usize, where_: &str) -
 
 /// The writer: takes everything queued, commits the submissions and decisions among it in one
 /// transaction, and starts the other jobs beside it. Ends once every sender is gone.
-async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedState>) {
+async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedState>, pool_size: usize) {
+    let mut pipeline = Pipeline::new(pool_size);
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let mut commits = Vec::new();
@@ -188,24 +189,15 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                 Job::Turn(turn) => turns.push(turn),
                 Job::Load(now, out) => {
                     // What was submitted before the load is in what it reads.
-                    write_group(
-                        &pool,
-                        &feed.feed,
-                        std::mem::take(&mut commits),
-                        std::mem::take(&mut turns),
-                    )
-                    .await;
+                    let (c, t) = (std::mem::take(&mut commits), std::mem::take(&mut turns));
+                    pipeline.start(&pool, &feed, c, t).await;
+                    pipeline.drain().await;
                     let (pool, feed) = (pool.clone(), Arc::clone(&feed));
                     tokio::spawn(async move { load(&pool, now, out, feed).await });
                 }
                 Job::Purge(now, out) => {
-                    write_group(
-                        &pool,
-                        &feed.feed,
-                        std::mem::take(&mut commits),
-                        std::mem::take(&mut turns),
-                    )
-                    .await;
+                    let (c, t) = (std::mem::take(&mut commits), std::mem::take(&mut turns));
+                    pipeline.start(&pool, &feed, c, t).await;
                     let pool = pool.clone();
                     tokio::spawn(async move {
                         // A purge nobody awaits any more is still worth finishing.
@@ -230,75 +222,9 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                 }
             }
         }
-        write_group(&pool, &feed.feed, commits, turns).await;
+        pipeline.start(&pool, &feed, commits, turns).await;
     }
-}
-
-/// One transaction for what was queued: decisions with their keys locked, or plain submissions
-/// alone. A write that could not reach the database tells the feed, so later decisions fail at
-/// once until it has caught up again.
-async fn write_group(pool: &Pool, feed: &Feed, commits: Vec<(Vec<StoreOp>, Waiter)>, turns: Vec<TurnJob>) {
-    let lost = if turns.is_empty() {
-        commit_group(pool, commits).await
-    } else {
-        run_group(pool, commits, turns, crate::domain::ids::now_ms()).await
-    };
-    if lost {
-        feed.lost();
-        // Connections that may hang on a cut network are not handed out again.
-        pool.retain(|_, _| false);
-    }
-}
-
-/// Commits `group` in one transaction and acks each submission. Should the database reject it,
-/// each submission is tried in a transaction of its own, so one bad submission fails alone; a
-/// database that cannot be reached fails them all at once.
-async fn commit_group(pool: &Pool, group: Vec<(Vec<StoreOp>, Waiter)>) -> bool {
-    let all: Vec<&StoreOp> = group.iter().flat_map(|(ops, _)| ops).collect();
-    if all.is_empty() {
-        finish(group, Ok(()));
-        return false;
-    }
-    match apply(pool, &all).await {
-        Ok(()) => finish(group, Ok(())),
-        Err(Failure::Rejected(e)) if group.len() > 1 => {
-            log::debug!("a group commit was rejected ({e}); committing its submissions one by one");
-            let mut done = Vec::with_capacity(group.len());
-            for (ops, waiter) in group {
-                let result = if ops.is_empty() {
-                    Ok(())
-                } else {
-                    apply(pool, &ops.iter().collect::<Vec<_>>())
-                        .await
-                        .map_err(StoreError::from)
-                };
-                done.push((waiter, result));
-            }
-            ack::complete(done);
-        }
-        Err(e) => {
-            let lost = matches!(e, Failure::Unavailable(_));
-            finish(group, Err(e.into()));
-            return lost;
-        }
-    }
-    false
-}
-
-fn finish(group: Vec<(Vec<StoreOp>, Waiter)>, result: Result<(), StoreError>) {
-    let done = match result {
-        Ok(()) => group.into_iter().map(|(_, w)| (w, Ok(()))).collect(),
-        Err(e) => {
-            let unavailable = matches!(e, StoreError::Unavailable(_) | StoreError::Closed);
-            let message = e.to_string();
-            let again = |m: &str| match unavailable {
-                true => StoreError::Unavailable(m.to_string()),
-                false => StoreError::Db(m.to_string()),
-            };
-            group.into_iter().map(|(_, w)| (w, Err(again(&message)))).collect()
-        }
-    };
-    ack::complete(done);
+    pipeline.drain().await;
 }
 
 #[async_trait]

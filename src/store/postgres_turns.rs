@@ -11,7 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::oneshot;
 
-use super::ack::{self, Waiter};
+use super::ack::{AckResult, Waiter};
 use super::postgres_read::push_row;
 use super::postgres_sql::{ms, Failure};
 use super::postgres_write::{write, GROUP_TIMEOUT};
@@ -21,6 +21,9 @@ use super::{SharedNames, Snapshot, StoreError, StoreOp};
 /// How long a requester may take to decide once it has its turn (it only takes an in-memory
 /// lock): past it, its changes are left out and its ack fails.
 const DECIDE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A group's acks, and whether the database could not be reached.
+pub type Done = (Vec<(Waiter, AckResult)>, bool);
 
 /// A key's rows and where the requester's changes go.
 pub type Granted = (KeyRows, oneshot::Sender<Vec<StoreOp>>);
@@ -48,9 +51,9 @@ const LIVE_ROWS: &str = "SELECT t.seq, 0::int2, t.id, t.client_id, t.subject, t.
      WHERE t.state IN (0, 3) AND t.expires_at_ms > $4
    ORDER BY 1";
 
-/// Runs `turns` and the plain submissions `commits` in one transaction and acks them all;
-/// returns whether the database could not be reached.
-pub async fn run_group(pool: &Pool, commits: Vec<(Vec<StoreOp>, Waiter)>, turns: Vec<TurnJob>, now: u64) -> bool {
+/// Runs `turns` and the plain submissions `commits` in one transaction; returns their acks and
+/// whether the database could not be reached.
+pub async fn run_group(pool: &Pool, commits: Vec<(Vec<StoreOp>, Waiter)>, turns: Vec<TurnJob>, now: u64) -> Done {
     let mut group = Group {
         ops: Vec::new(),
         waiters: Vec::new(),
@@ -78,8 +81,7 @@ pub async fn run_group(pool: &Pool, commits: Vec<(Vec<StoreOp>, Waiter)>, turns:
             done.extend(group.waiters.into_iter().map(|w| (w, Err(again(&message)))));
         }
     }
-    ack::complete(done);
-    lost
+    (done, lost)
 }
 
 struct Group {

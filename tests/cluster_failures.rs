@@ -246,6 +246,21 @@ fn bearer_checks_stop_after_stale_after_secs_and_resume_once_caught_up() {
     c.eventually(10, "bearer checks answer 503 once stale", || a.gw.api(&known) == 503);
     assert_eq!(a.healthz().0, 503, "/healthz once stale");
     assert_eq!(a.store_health()["state"], "stale");
+    let metrics =
+        a.gw.http
+            .get(format!("{}/metrics", a.ops))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+    let unavailable = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tokengate_validations_total{result=\"unavailable\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        unavailable.is_some_and(|n| n >= 1.0),
+        "the 503s are counted: {unavailable:?}"
+    );
     assert_eq!(b.gw.revoke("opaque-app", &revoked_meanwhile), 200);
 
     a.relay().restore();

@@ -3,7 +3,7 @@
 //! nodes keep it: writes answer 503 `temporarily_unavailable` within seconds, bearer checks go on
 //! from the index until `store.stale_after_secs`, health says so, and once the database is back
 //! the node catches up before it serves writes again. A node killed mid-burst loses nothing it
-//! acknowledged.
+//! acknowledged, and a node does not start without its database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -246,6 +246,21 @@ fn bearer_checks_stop_after_stale_after_secs_and_resume_once_caught_up() {
     c.eventually(10, "bearer checks answer 503 once stale", || a.gw.api(&known) == 503);
     assert_eq!(a.healthz().0, 503, "/healthz once stale");
     assert_eq!(a.store_health()["state"], "stale");
+    let metrics =
+        a.gw.http
+            .get(format!("{}/metrics", a.ops))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+    let unavailable = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tokengate_validations_total{result=\"unavailable\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        unavailable.is_some_and(|n| n >= 1.0),
+        "the 503s are counted: {unavailable:?}"
+    );
     assert_eq!(b.gw.revoke("opaque-app", &revoked_meanwhile), 200);
 
     a.relay().restore();
@@ -258,6 +273,26 @@ fn bearer_checks_stop_after_stale_after_secs_and_resume_once_caught_up() {
     assert_eq!(a.gw.call("/api/x", &revoked_meanwhile), 401);
     c.eventually(10, "healthy again", || a.healthz() == (200, "ok\n".to_string()));
     assert_eq!(a.store_health()["state"], "ok");
+}
+
+#[test]
+fn a_node_does_not_start_without_its_database_and_says_so() {
+    let c = Cluster::start(1, Setup::default());
+    let relay = Relay::start(c.db.server_addr());
+    relay.cut(Cut::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (common::free_port(), common::free_port());
+    let text = c.config(port, mport, &c.db.url_via(relay.addr), &NodeOptions::default());
+    common::write(&dir.path().join("gateway.toml"), &text);
+    let out = std::process::Command::new(common::bin())
+        .arg("--conf")
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without its database: {stderr}");
+    assert!(stderr.contains(&c.db.name), "the refusal names the database: {stderr}");
+    assert!(!stderr.contains(common::pg::PASSWORD), "never the password: {stderr}");
 }
 
 #[derive(Default)]

@@ -17,7 +17,7 @@ use crate::store::shared::{fingerprint, KeyFingerprint};
 use crate::store::timed::TimedStore;
 use crate::store::{self, StoreError, TokenStore};
 use crate::tokens::index::TokenIndex;
-use crate::tokens::jwt::{previous_key_jwk, JwtSigner, KeyError};
+use crate::tokens::jwt::{previous_key, JwtSigner, KeyError};
 use crate::tokens::opaque::{OpaqueCodec, ServerKeyError};
 use crate::tokens::service::TokenService;
 
@@ -75,21 +75,25 @@ impl AppState {
             .keys
             .jwt_previous_keys
             .iter()
-            .map(|path| previous_key_jwk(path))
+            .map(|path| previous_key(path))
             .collect::<Result<Vec<_>, _>>()?;
         let codec = OpaqueCodec::load_or_create(&config.start.keys.server_key)?;
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let backend = store::open(&config.start.store.backend)?;
         let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(backend, metrics.store_write_seconds.clone()));
-        store.check_keys(&key_fingerprints(&signer, &codec, &previous)).await?;
-        let tokens = Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer));
+        let previous_jwks: Vec<serde_json::Value> = previous.iter().map(|key| key.jwk().clone()).collect();
+        store
+            .check_keys(&key_fingerprints(&signer, &codec, &previous_jwks))
+            .await?;
+        let tokens =
+            Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer).with_previous_keys(previous));
         let (access, refresh) = tokens.restore().await?;
         log::info!(
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
             config.start.store.backend.describe()
         );
         follow_changes(&tokens).await?;
-        let jwks = Bytes::from(tokens.signer().jwks(&previous).to_string());
+        let jwks = Bytes::from(tokens.signer().jwks(&previous_jwks).to_string());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = PasswordChecker::new(cores).map_err(StartError::Other)?;
         Ok(Arc::new(AppState {

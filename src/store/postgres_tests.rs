@@ -234,7 +234,15 @@ async fn a_purge_takes_the_change_records_of_expired_tokens_too() {
     let db = TestDb::create();
     let store = PostgresStore::open(&db.url, 2).unwrap();
     let short = StoreOp::InsertAccess(test_row(TokenId([1; 32]), 2_000));
-    store.commit(vec![short, row(2)]).await.unwrap();
+    let revoked = |id: u8, expires_at_ms: u64| StoreOp::SetAccessState {
+        id: TokenId([id; 32]),
+        state: TokenState::Revoked,
+        expires_at_ms,
+    };
+    store
+        .commit(vec![short, row(2), revoked(1, 2_000), revoked(2, 10_000)])
+        .await
+        .unwrap();
     assert_eq!(store.purge(5_000).await.unwrap(), 2, "the token and its record");
     let client = connect(&db).await;
     let left: Vec<Vec<u8>> = client

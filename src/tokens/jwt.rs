@@ -198,6 +198,11 @@ impl JwtSigner {
         Ok(out)
     }
 
+    /// This key's public JWK.
+    pub fn jwk(&self) -> &serde_json::Value {
+        &self.jwk
+    }
+
     /// The RFC 7517 JWK Set publishing this key, then `previous` (public JWKs of earlier keys,
     /// from [`previous_key_jwk`]; one equal to this key, or listed twice, is published once).
     pub fn jwks(&self, previous: &[serde_json::Value]) -> serde_json::Value {
@@ -217,6 +222,12 @@ impl JwtSigner {
 /// `oauth.jwt_signing_key` takes; its algorithm comes from the key. Only public members are
 /// published, and the private key is dropped once read.
 pub fn previous_key_jwk(path: &Path) -> Result<serde_json::Value, KeyError> {
+    previous_key(path).map(|signer| signer.jwk)
+}
+
+/// An earlier signing key (`oauth.jwt_previous_keys`), of whichever algorithm it is: its public
+/// half is published, and in a cluster a token another node still signs with it is checked with it.
+pub fn previous_key(path: &Path) -> Result<JwtSigner, KeyError> {
     let refused = |reason: String| KeyError::Previous {
         path: path.display().to_string(),
         reason,
@@ -225,7 +236,6 @@ pub fn previous_key_jwk(path: &Path) -> Result<serde_json::Value, KeyError> {
     [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA]
         .into_iter()
         .find_map(|alg| JwtSigner::from_pem(&text, alg).ok())
-        .map(|signer| signer.jwk)
         .ok_or_else(|| refused("not an RS256, ES256 or EdDSA private key (PEM, PKCS#8 or PKCS#1)".into()))
 }
 

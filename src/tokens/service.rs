@@ -76,6 +76,9 @@ pub struct TokenService {
     pub(super) feed: Option<Arc<Feed>>,
     /// Access tokens known dead, for look-ups in a shared store ([`super::sync`]).
     pub(super) dead: DeadIds,
+    /// Earlier signing keys (`oauth.jwt_previous_keys`): in a cluster, other nodes may still
+    /// sign with one of them during a rotation.
+    pub(super) previous: Vec<JwtSigner>,
 }
 
 /// RSA signatures that may run at once: two per core. One per core left a core idle while a
@@ -102,7 +105,15 @@ impl TokenService {
             signing: Arc::new(Semaphore::new(signing_permits())),
             capacity: Capacity::default(),
             dead: DeadIds::default(),
+            previous: Vec::new(),
         }
+    }
+
+    /// The same engine, also accepting JWTs signed with `previous` keys when it looks a token up
+    /// in a shared store.
+    pub fn with_previous_keys(mut self, previous: Vec<JwtSigner>) -> Self {
+        self.previous = previous;
+        self
     }
 
     /// The change feed of a shared store, if this node is one of a cluster.

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 
 use super::postgres_sql::{ms, Failure, ACCESS, REFRESH};
 use super::StoreOp;
@@ -158,6 +158,11 @@ pub async fn apply(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
 
 async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
     let mut client = pool.get().await?;
+    if ops.iter().all(|op| matches!(op, StoreOp::InsertAccess(_))) {
+        // One statement, atomic by itself: no BEGIN and COMMIT round trips (multi-mode issuance
+        // writes nothing else).
+        return write(&client, ops).await;
+    }
     let tx = client.transaction().await?;
     write(&tx, ops).await?;
     tx.commit().await?;
@@ -167,10 +172,10 @@ async fn apply_now(pool: &Pool, ops: &[&StoreOp]) -> Result<(), Failure> {
 /// The channel whose notification tells the other nodes to pull the feed.
 pub const CHANNEL: &str = "tokengate_changes";
 
-/// Writes `ops` in the transaction `tx`: inserts, then state changes, then their records in
-/// `token_changes` (state changes only); rings the feed's doorbell (delivered at commit) when a
-/// token changed state.
-pub async fn write(tx: &Transaction<'_>, ops: &[&StoreOp]) -> Result<(), Failure> {
+/// Writes `ops` through `tx` (a transaction, unless they are one statement): inserts, then
+/// state changes, then their records in `token_changes` (state changes only); rings the feed's
+/// doorbell (delivered at commit) when a token changed state.
+pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Failure> {
     if ops.is_empty() {
         return Ok(());
     }

@@ -137,3 +137,21 @@ async fn a_node_whose_key_differs_is_refused_naming_the_key() {
     store.check_keys(&[key("two", &["one"])]).await.unwrap();
     assert!(store.check_keys(&[key("one", &[])]).await.is_err());
 }
+
+#[tokio::test]
+async fn the_key_hash_of_older_rows_is_the_one_nodes_lock_by() {
+    let db = TestDb::create();
+    drop(PostgresStore::open(&db.url, 1).unwrap());
+    let client = connect(&db).await;
+    for (c, s, sc) in [("c", "", "a b"), ("orders-app", "alice", "orders:read"), ("é", "ü", "")] {
+        let row = client
+            .query_one("SELECT tokengate_key_hash($1, $2, $3)", &[&c, &s, &sc])
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, i64>(0),
+            crate::store::shared::lock_id(c, s, sc),
+            "{c} {s} {sc}"
+        );
+    }
+}

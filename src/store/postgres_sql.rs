@@ -16,8 +16,9 @@ use super::StoreError;
 /// refresh tokens share one sequence, so the live tokens are read back in issue order.
 /// `token_changes` records every state change (and, before version 2, every insert), in the
 /// transaction that makes it, with that transaction's id (`xid`): the change feed reads them in
-/// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, the indexes a decision reads a
-/// key's live tokens by, and the fingerprints of the keys every node must share.
+/// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, each token's `key_hash` (its
+/// key's lock number, which a decision reads the key's live tokens by), and the fingerprints of
+/// the keys every node must share.
 const MIGRATIONS: &[&str] = &[
     "
 CREATE SEQUENCE token_seq;
@@ -43,12 +44,27 @@ CREATE INDEX token_changes_expiry ON token_changes (expires_at_ms);
 ",
     "
 ALTER TABLE token_changes ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
-CREATE INDEX token_changes_feed ON token_changes (xid, seq) WHERE state <> 0;
-CREATE INDEX access_tokens_key ON access_tokens (client_id, subject, scope) WHERE state = 0;
-CREATE INDEX refresh_tokens_key ON refresh_tokens (client_id, subject, scope) WHERE state IN (0, 3);
+CREATE INDEX token_changes_feed ON token_changes (xid, seq);
+ALTER TABLE access_tokens ADD COLUMN key_hash bigint;
+ALTER TABLE refresh_tokens ADD COLUMN key_hash bigint;
+UPDATE access_tokens SET key_hash = tokengate_key_hash(client_id, subject, scope);
+UPDATE refresh_tokens SET key_hash = tokengate_key_hash(client_id, subject, scope);
+CREATE INDEX access_tokens_key ON access_tokens (key_hash) WHERE state = 0;
+CREATE INDEX refresh_tokens_key ON refresh_tokens (key_hash) WHERE state IN (0, 3);
 CREATE TABLE tokengate_keys (name text PRIMARY KEY, fingerprint text NOT NULL);
 ",
 ];
+
+/// `tokengate_key_hash(client_id, subject, scope)`: [`super::shared::lock_id`] in SQL (the
+/// first 8 bytes of a SHA-256 over the length-prefixed parts), for rows written before the
+/// column existed. Created before the migrations run.
+const KEY_HASH_FUNCTION: &str = "CREATE OR REPLACE FUNCTION tokengate_key_hash(c text, s text, sc text)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+  SELECT ('x' || encode(substring(sha256(
+    int8send(octet_length(c)::int8) || convert_to(c, 'UTF8') ||
+    int8send(octet_length(s)::int8) || convert_to(s, 'UTF8') ||
+    int8send(octet_length(sc)::int8) || convert_to(sc, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint
+$$";
 
 /// Longest wait for one statement's answer. The server cancels a statement at its
 /// `statement_timeout` (4 s); this bounds a server that went silent (a cut network sends no
@@ -151,6 +167,9 @@ pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), Store
             "the database's schema is version {version}, newer than this tokengate knows ({})",
             MIGRATIONS.len()
         )));
+    }
+    if version < MIGRATIONS.len() {
+        tx.batch_execute(KEY_HASH_FUNCTION).await.map_err(db_err)?;
     }
     for migration in &MIGRATIONS[version..] {
         tx.batch_execute(migration).await.map_err(db_err)?;

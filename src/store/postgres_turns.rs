@@ -37,18 +37,16 @@ pub struct TurnJob {
 
 const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k";
 
-/// The live rows of the keys in `$1..$3`, in the layout [`push_row`] reads.
+/// The live rows of the keys whose lock numbers are `$1` (a row of another key with the same
+/// number is read too, and left out by its name), in the layout [`push_row`] reads.
 const LIVE_ROWS: &str = "SELECT t.seq, 0::int2, t.id, t.client_id, t.subject, t.scope, t.format, \
      t.grant_type, t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.refresh_id
-     FROM access_tokens t JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(c, s, sc)
-       ON t.client_id = k.c AND t.subject = k.s AND t.scope = k.sc
-     WHERE t.state = 0 AND t.expires_at_ms > $4
+     FROM access_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state = 0 AND t.expires_at_ms > $2
    UNION ALL
      SELECT t.seq, 1::int2, t.id, t.client_id, t.subject, t.scope, 'refresh', 'refresh_token', \
      t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.access_id
-     FROM refresh_tokens t JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(c, s, sc)
-       ON t.client_id = k.c AND t.subject = k.s AND t.scope = k.sc
-     WHERE t.state IN (0, 3) AND t.expires_at_ms > $4
+     FROM refresh_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state IN (0, 3) \
+       AND t.expires_at_ms > $2
    ORDER BY 1";
 
 /// Runs `turns` and the plain submissions `commits` in one transaction; returns their acks and
@@ -146,11 +144,10 @@ async fn lock_keys(tx: &Transaction<'_>, turns: &[TurnJob]) -> Result<Vec<KeyNam
 
 /// The live rows of `keys`, by key.
 async fn live_rows(tx: &Transaction<'_>, keys: &[KeyName], now: u64) -> Result<HashMap<KeyName, KeyRows>, Failure> {
-    let clients: Vec<&str> = keys.iter().map(|k| &*k.client_id).collect();
-    let subjects: Vec<&str> = keys.iter().map(|k| k.subject.as_str()).collect();
-    let scopes: Vec<&str> = keys.iter().map(|k| &*k.scope).collect();
+    let mut ids: Vec<i64> = keys.iter().map(KeyName::lock_id).collect();
+    ids.dedup();
     let stmt = tx.prepare_cached(LIVE_ROWS).await?;
-    let rows = tx.query(&stmt, &[&clients, &subjects, &scopes, &ms(now)]).await?;
+    let rows = tx.query(&stmt, &[&ids, &ms(now)]).await?;
     let mut names = SharedNames::default();
     let mut shared = |text: &str| names.share(text);
     let mut snap = Snapshot::default();

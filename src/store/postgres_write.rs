@@ -10,19 +10,20 @@ use std::time::Duration;
 use deadpool_postgres::{GenericClient, Pool};
 
 use super::postgres_sql::{ms, Failure, ACCESS, REFRESH};
+use super::shared::lock_id;
 use super::StoreOp;
 use crate::domain::ids::TokenId;
 
 const INSERT_ACCESS: &str = "INSERT INTO access_tokens (id, client_id, subject, scope, format, \
-     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id)
-     SELECT a, b, c, d, e, f, g, h, i, j, k FROM unnest($1::bytea[], $2::text[], $3::text[], \
+     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id, key_hash)
+     SELECT a, b, c, d, e, f, g, h, i, j, k, l FROM unnest($1::bytea[], $2::text[], $3::text[], \
      $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int2[], $10::bytea[], \
-     $11::bytea[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, n) ORDER BY n";
+     $11::bytea[], $12::int8[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, n) ORDER BY n";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (id, client_id, subject, scope, family, \
-     issued_at_ms, expires_at_ms, access_id, state)
-     SELECT a, b, c, d, e, f, g, h, i FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], \
-     $5::bytea[], $6::int8[], $7::int8[], $8::bytea[], $9::int2[]) WITH ORDINALITY \
-     AS u(a, b, c, d, e, f, g, h, i, n) ORDER BY n";
+     issued_at_ms, expires_at_ms, access_id, state, key_hash)
+     SELECT a, b, c, d, e, f, g, h, i, j FROM unnest($1::bytea[], $2::text[], $3::text[], \
+     $4::text[], $5::bytea[], $6::int8[], $7::int8[], $8::bytea[], $9::int2[], $10::int8[]) \
+     WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, n) ORDER BY n";
 const UPDATE_ACCESS: &str = "UPDATE access_tokens t SET state = u.state \
      FROM unnest($1::bytea[], $2::int2[]) AS u(id, state) WHERE t.id = u.id";
 const UPDATE_REFRESH: &str = "UPDATE refresh_tokens t SET state = u.state \
@@ -63,6 +64,7 @@ struct AccessColumns<'a> {
     state: Vec<i16>,
     family: Vec<Option<&'a [u8]>>,
     refresh_id: Vec<Option<&'a [u8]>>,
+    key_hash: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ struct RefreshColumns<'a> {
     expires: Vec<i64>,
     access_id: Vec<&'a [u8]>,
     state: Vec<i16>,
+    key_hash: Vec<i64>,
 }
 
 impl<'a> Columns<'a> {
@@ -97,6 +100,7 @@ impl<'a> Columns<'a> {
                     a.state.push(r.state as i16);
                     a.family.push(r.family.as_ref().map(|f| &f[..]));
                     a.refresh_id.push(r.refresh_id.as_ref().map(|i| &i.0[..]));
+                    a.key_hash.push(lock_id(&r.client_id, &r.subject, &r.scope));
                     (ACCESS, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::InsertRefresh(r) => {
@@ -110,6 +114,7 @@ impl<'a> Columns<'a> {
                     f.expires.push(ms(r.expires_at_ms));
                     f.access_id.push(&r.access_id.0);
                     f.state.push(r.state as i16);
+                    f.key_hash.push(lock_id(&r.client_id, &r.subject, &r.scope));
                     (REFRESH, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::SetAccessState {
@@ -197,6 +202,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &a.state,
                 &a.family,
                 &a.refresh_id,
+                &a.key_hash,
             ],
         )
         .await?;
@@ -216,6 +222,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &r.expires,
                 &r.access_id,
                 &r.state,
+                &r.key_hash,
             ],
         )
         .await?;

@@ -25,16 +25,22 @@ impl KeyName {
     /// The key's 64-bit lock number, the same on every node: the first 8 bytes of a SHA-256
     /// over the three parts, each length-prefixed (so no two keys share an encoding).
     pub fn lock_id(&self) -> i64 {
-        let mut h = Sha256::new();
-        for part in [&*self.client_id, self.subject.as_str(), &*self.scope] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        let digest = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        i64::from_be_bytes(first)
+        lock_id(&self.client_id, &self.subject, &self.scope)
     }
+}
+
+/// [`KeyName::lock_id`] of the key with these parts; the store also keeps it with every token
+/// (`key_hash`), the column its live tokens are read by.
+pub fn lock_id(client_id: &str, subject: &str, scope: &str) -> i64 {
+    let mut h = Sha256::new();
+    for part in [client_id, subject, scope] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// The tokens of one key the database holds as live, read under the key's lock: active access

@@ -55,6 +55,9 @@ pub struct PostgresStore {
     feed: Arc<FeedState>,
 }
 
+/// Longest a look-up of one token may take (one indexed read).
+const FIND_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Said while the feed cannot reach the database.
 const CUT_OFF: &str = "the database cannot be reached; this node is waiting to catch up";
 
@@ -294,10 +297,22 @@ impl TokenStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// A token's row. Refused at once while the feed cannot reach the database; a look-up that
+    /// takes longer than [`FIND_TIMEOUT`] takes the database for gone too.
     async fn find(&self, refresh: bool, id: TokenId) -> Result<Snapshot, StoreError> {
+        if self.feed.feed.state() != SyncState::Ok {
+            return Err(StoreError::Unavailable(CUT_OFF.into()));
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Job::Find(refresh, id, tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let found = match tokio::time::timeout(FIND_TIMEOUT, rx).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+            Err(_) => Err(StoreError::Unavailable("a look-up took too long".into())),
+        };
+        if matches!(found, Err(StoreError::Unavailable(_))) {
+            self.feed.feed.lost();
+        }
+        found
     }
 }
 

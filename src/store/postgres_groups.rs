@@ -12,7 +12,7 @@ use super::postgres_feed::FeedState;
 use super::postgres_sql::Failure;
 use super::postgres_turns::{run_group, Done, TurnJob};
 use super::postgres_write::apply;
-use super::shared::Feed;
+use super::shared::{Feed, SyncState};
 use super::{StoreError, StoreOp};
 
 /// One transaction for what was queued: decisions with their keys locked, or plain submissions
@@ -71,6 +71,17 @@ impl Pipeline {
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return;
         };
+        if feed.feed.state() != SyncState::Ok {
+            // A group before this one found the database gone while this one waited: fail it
+            // now rather than after timeouts of its own.
+            let gone = || StoreError::Unavailable("the database cannot be reached".into());
+            for turn in turns {
+                // A requester that went away needs no answer.
+                let _ = turn.reply.send(Err(gone()));
+            }
+            ack::complete(commits.into_iter().map(|(_, w)| (w, Err(gone()))).collect());
+            return;
+        }
         let before = self.last.take();
         let (done_tx, done_rx) = oneshot::channel();
         self.last = Some(done_rx);

@@ -224,7 +224,7 @@ pub enum Backend {
     /// The embedded SQLite database at `path` (`store.path`).
     Sqlite { path: PathBuf },
     /// A PostgreSQL database (`store.url`) with a pool of `pool_size` connections
-    /// (`store.pool_size`); one node per database until cluster mode.
+    /// (`store.pool_size`), shared by the nodes of a cluster.
     Postgres { url: String, pool_size: usize },
 }
 

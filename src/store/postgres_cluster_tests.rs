@@ -155,3 +155,35 @@ async fn the_key_hash_of_older_rows_is_the_one_nodes_lock_by() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_node_purges_at_a_time() {
+    let db = TestDb::create();
+    let store = PostgresStore::open(&db.url, 2).unwrap();
+    store
+        .commit(vec![StoreOp::InsertAccess(test_row(TokenId([1; 32]), 2_000))])
+        .await
+        .unwrap();
+    // Another node purging holds the lock: this one skips the round.
+    let other = connect(&db).await;
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&crate::store::postgres_read::PURGE_LOCK],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge(5_000).await.unwrap(),
+        0,
+        "skipped while another node purges"
+    );
+    other
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&crate::store::postgres_read::PURGE_LOCK],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.purge(5_000).await.unwrap(), 1, "purged once the other is done");
+}

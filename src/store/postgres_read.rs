@@ -151,7 +151,7 @@ pub async fn find(pool: &Pool, refresh: bool, id: TokenId) -> Result<Snapshot, S
 }
 
 /// The lock that lets one node at a time purge ("tokensweep").
-const PURGE_LOCK: i64 = 0x746f_6b65_6e73_7765;
+pub(super) const PURGE_LOCK: i64 = 0x746f_6b65_6e73_7765;
 
 /// Deletes the tokens expired at `now` and the records of their changes, a bounded step at a
 /// time; returns how many rows went. One node of a cluster purges at a time: a node that finds

@@ -121,13 +121,25 @@ pub enum SyncState {
 
 /// The change feed's side that the node sees: where changes are delivered, and whether the
 /// feed is caught up. The store's listener fills it.
-#[derive(Default)]
 pub struct Feed {
     applier: OnceLock<Applier>,
     subscribed: tokio::sync::Notify,
     /// Wall-clock milliseconds of the last pull that reached the head of the feed (0 = none).
     caught_up_ms: AtomicU64,
+    /// False from a failure to reach the database until the next pull that catches up; true
+    /// until a first failure (the store was reached when it opened).
     reachable: AtomicBool,
+}
+
+impl Default for Feed {
+    fn default() -> Feed {
+        Feed {
+            applier: OnceLock::new(),
+            subscribed: tokio::sync::Notify::new(),
+            caught_up_ms: AtomicU64::new(0),
+            reachable: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Feed {

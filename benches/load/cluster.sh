@@ -6,7 +6,8 @@
 #   benches/load/cluster.sh [SECONDS_PER_RUN=10] [ROUNDS=3] [REVOCATIONS=500]
 #   env: CONNS=32 THREADS=1 PG=postgres://postgres@127.0.0.1:5432/test GATEWAY=path
 #
-# Two cluster nodes (A and B) share a database created for the run on the PostgreSQL server PG
+# The bearer route also runs on the SQLite gateway, to tell what cluster mode adds to it from what
+# a bearer check costs on any gateway. Two cluster nodes (A and B) share a database created for the run on the PostgreSQL server PG
 # names; a third gateway uses SQLite. Issuance runs on A and on the SQLite gateway with the
 # same config (opaque tokens, multi mode: every request writes a token); the bearer route runs
 # on B with a token A issued. Propagation: a token is issued at A and used once at B (so B
@@ -128,6 +129,7 @@ gateway node-b 18192 "url = \"$DB_URL\""
 token() { curl -s -u "$2:demo-secret" -d grant_type=client_credentials "http://127.0.0.1:$1/oauth2/token" |
   sed 's/.*"access_token":"\([^"]*\)".*/\1/'; }
 OPAQUE=$(token 18191 opaque-bearer)
+SQLITE_OPAQUE=$(token 18190 opaque-bearer)
 BASIC=$(printf 'opaque-app:demo-secret' | base64)
 
 scenarios=(
@@ -135,6 +137,7 @@ scenarios=(
   "issue opaque multi, PostgreSQL|http://127.0.0.1:18191/oauth2/token|token.lua|BASIC=$BASIC"
   "public route, node B|http://127.0.0.1:18192/public/x||"
   "opaque bearer route, node B|http://127.0.0.1:18192/api/x|bearer.lua|TOKEN=$OPAQUE"
+  "opaque bearer route, SQLite gateway|http://127.0.0.1:18190/api/x|bearer.lua|TOKEN=$SQLITE_OPAQUE"
 )
 results="$work/results"
 : > "$results"
@@ -175,5 +178,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "PostgreSQL / SQLite durable issuance      $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 0.50); $(paired 1 0)"
 echo "bearer / public route on a cluster node   $(ratio "${RPS[3]}" "${RPS[2]}")   (target >= 0.97); $(paired 3 2)"
+echo "bearer route, cluster node / one node       $(ratio "${RPS[3]}" "${RPS[4]}")   (what cluster mode adds to a bearer check); $(paired 3 4)"
 echo
 python3 benches/load/propagation.py 18191 18192 "$REVOCATIONS"

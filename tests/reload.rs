@@ -194,6 +194,59 @@ fn a_broken_file_changes_nothing_and_logs_the_check_message() {
     gw.eventually(APPLY_SECS, "the fixed file in force", || !jwt_multi(&gw, "a"));
 }
 
+/// Mounts `text` as Kubernetes mounts a ConfigMap key: `gateway.toml -> ..data/gateway.toml`,
+/// `..data -> ..<version>`; a later call swaps `..data` to a new folder the way the kubelet's
+/// atomic writer does (a new folder, a new symlink, renamed over `..data`, the old folder gone).
+fn mount_configmap(dir: &std::path::Path, version: &str, text: &str) {
+    let folder = dir.join(format!("..{version}"));
+    std::fs::create_dir(&folder).unwrap();
+    write(&folder.join("gateway.toml"), text);
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    std::os::unix::fs::symlink(format!("..{version}"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    match old {
+        Some(old) => std::fs::remove_dir_all(dir.join(old)).unwrap(),
+        None => std::os::unix::fs::symlink("..data/gateway.toml", dir.join("gateway.toml")).unwrap(),
+    }
+}
+
+#[test]
+fn a_kubernetes_configmap_update_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = config_text(port, &Setup::default());
+    mount_configmap(dir.path(), "2026_12_02_09_00_00.1", &text);
+    let gw = Gateway::start_in(dir, port);
+    let t = gw.cc_scope("jwt-app", "a");
+    assert_eq!(gw.call("/scoped/x", at(&t)), 403, "the route needs scope c");
+    mount_configmap(
+        gw.dir.path(),
+        "2026_12_02_09_05_00.2",
+        &text.replace("scopes = [\"c\"]\n", "scopes = [\"a\"]\n"),
+    );
+    gw.eventually(APPLY_SECS, "the swapped ConfigMap in force", || {
+        gw.call("/scoped/x", at(&t)) == 200
+    });
+}
+
+#[test]
+fn a_symlinked_config_edited_at_its_target_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = config_text(port, &Setup::default());
+    let target = elsewhere.path().join("tokengate-v1.toml");
+    write(&target, &text);
+    std::os::unix::fs::symlink(&target, dir.path().join("gateway.toml")).unwrap();
+    let gw = Gateway::start_in(dir, port);
+    let t = gw.cc_scope("jwt-app", "a");
+    assert_eq!(gw.call("/scoped/x", at(&t)), 403, "the route needs scope c");
+    write(&target, &text.replace("scopes = [\"c\"]\n", "scopes = [\"a\"]\n"));
+    gw.eventually(APPLY_SECS, "the edited target in force", || {
+        gw.call("/scoped/x", at(&t)) == 200
+    });
+}
+
 #[test]
 fn editor_saves_by_rename_and_by_recreating_are_seen() {
     let gw = Gateway::start(Setup::default());

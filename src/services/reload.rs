@@ -164,13 +164,20 @@ pub enum Seen {
     Settled,
 }
 
-/// Sorts a watcher event on the folder: `None` when it does not concern the file `name`.
-/// Opens and reads (ours included) are ignored, so a reload does not set off another.
-pub fn classify(event: &notify::Event, name: &OsStr) -> Option<Seen> {
+/// Sorts a watcher event: `None` when it concerns none of `names` (the file, and the file a
+/// symlinked config points to). Kubernetes mounts a ConfigMap or Secret as `name ->
+/// ..data/name`, and an update swaps the `..data` symlink to a new `..<timestamp>` folder: events
+/// on such `..` entries count too. Opens and reads (ours included) are ignored, so a reload does
+/// not set off another; a reload whose bytes equal the config in force changes nothing.
+pub fn classify(event: &notify::Event, names: &[OsString]) -> Option<Seen> {
     if event.need_rescan() {
         return Some(Seen::Settled);
     }
-    if !event.paths.iter().any(|p| p.file_name() == Some(name)) {
+    let concerns = |p: &PathBuf| {
+        p.file_name()
+            .is_some_and(|n| names.iter().any(|name| name == n) || n.as_encoded_bytes().starts_with(b".."))
+    };
+    if !event.paths.iter().any(concerns) {
         return None;
     }
     match event.kind {
@@ -222,14 +229,25 @@ fn folder_of(path: &Path) -> PathBuf {
 type Events = mpsc::UnboundedSender<notify::Result<notify::Event>>;
 
 /// Watches the file's folder, non-recursively, so that a file replaced by rename or recreated is
-/// still seen.
-fn watch(path: &Path, tx: Events) -> notify::Result<RecommendedWatcher> {
+/// still seen; and, when the file is a symlink, the folder of the file it points to (an edit
+/// there changes the config too). Returns the watcher and the file names that concern it.
+fn watch(path: &Path, tx: Events) -> notify::Result<(RecommendedWatcher, Vec<OsString>)> {
     let mut watcher = notify::recommended_watcher(move |event| {
         // The receiver is gone only when the service stops.
         let _ = tx.send(event);
     })?;
-    watcher.watch(&folder_of(path), RecursiveMode::NonRecursive)?;
-    Ok(watcher)
+    let folder = folder_of(path);
+    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+    let mut names: Vec<OsString> = path.file_name().map(OsStr::to_os_string).into_iter().collect();
+    let symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if let Some(target) = symlink.then(|| std::fs::canonicalize(path).ok()).flatten() {
+        let target_folder = folder_of(&target);
+        if std::fs::canonicalize(&folder).ok().as_ref() != Some(&target_folder) {
+            watcher.watch(&target_folder, RecursiveMode::NonRecursive)?;
+        }
+        names.extend(target.file_name().map(OsStr::to_os_string));
+    }
+    Ok((watcher, names))
 }
 
 /// The pingora background service: watcher, SIGHUP and debounce around [`ConfigFile::reload`].
@@ -285,16 +303,15 @@ impl BackgroundService for ConfigReloader {
             .unwrap_or_else(PoisonError::into_inner)
             .path()
             .to_path_buf();
-        let name: OsString = path.file_name().map(OsStr::to_os_string).unwrap_or_default();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let watcher = match watch(&path, tx) {
-            Ok(w) => Some(w),
+        let (watcher, names) = match watch(&path, tx) {
+            Ok((w, names)) => (Some(w), names),
             Err(e) => {
                 log::error!(
                     "cannot watch {}: {e}; saves are not seen, SIGHUP still reloads",
                     path.display()
                 );
-                None
+                (None, Vec::new())
             }
         };
         let mut hup = match signal(SignalKind::hangup()) {
@@ -315,7 +332,7 @@ impl BackgroundService for ConfigReloader {
                 _ = shutdown.changed() => return,
                 event = rx.recv(), if events_open => match event {
                     Some(Ok(event)) => {
-                        if let Some(seen) = classify(&event, &name) {
+                        if let Some(seen) = classify(&event, &names) {
                             debounce.event(Instant::now(), seen);
                         }
                     }

@@ -167,7 +167,8 @@ fn event(kind: EventKind, paths: &[&str]) -> Event {
 
 #[test]
 fn classify_filters_on_the_file_name_and_ignores_reads() {
-    let name = OsStr::new("gateway.toml");
+    let names = [OsString::from("gateway.toml")];
+    let name = &names[..];
     let f = "/etc/tg/gateway.toml";
     let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
     assert_eq!(classify(&event(data, &[f]), name), Some(Seen::Writing));
@@ -188,6 +189,23 @@ fn classify_filters_on_the_file_name_and_ignores_reads() {
     assert_eq!(classify(&event(data, &["/etc/tg/gateway.toml.tmp"]), name), None);
     let lost = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
     assert_eq!(classify(&lost, name), Some(Seen::Settled));
+    // A Kubernetes volume update: the `..data` symlink renamed over, a `..<timestamp>` folder.
+    let swapped = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+    assert_eq!(
+        classify(&event(swapped, &["/etc/tg/..data_tmp", "/etc/tg/..data"]), name),
+        Some(Seen::Settled)
+    );
+    let made = EventKind::Create(CreateKind::Folder);
+    assert_eq!(
+        classify(&event(made, &["/etc/tg/..2026_12_02_09_10_00.123"]), name),
+        Some(Seen::Writing)
+    );
+    // The target of a symlinked config, under its own name.
+    let both = [OsString::from("gateway.toml"), OsString::from("v2.toml")];
+    assert_eq!(
+        classify(&event(data, &["/srv/conf/v2.toml"]), &both),
+        Some(Seen::Writing)
+    );
 }
 
 #[test]

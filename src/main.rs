@@ -222,11 +222,18 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     options.h2_idle_timeout = Some(config.server.keepalive_timeout);
     app.server_options = Some(options);
     let mut proxy = Service::new("tokengate".to_string(), ConnectionLimit::new(app, state.clone()));
-    let scheme = match &s.tls {
-        Some(files) => {
-            let (cert, key) = tls::check(files).map_err(|e| e.to_string())?;
+    let certificates = match &s.tls {
+        Some(files) => Some(std::sync::Arc::new(
+            tls::Certificates::load(files).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let scheme = match &certificates {
+        Some(certificates) => {
+            // The listener asks `certificates` on every handshake: a reload can renew them.
             let mut settings =
-                TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+                TlsSettings::intermediate("", "").map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+            settings.set_cert_resolver(certificates.clone());
             // Clients that offer HTTP/2 (ALPN h2) get it; the others HTTP/1.1. Upstreams are
             // always spoken to in HTTP/1.1.
             settings.enable_h2();
@@ -257,7 +264,12 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     ));
     server.add_service(background_service(
         "config reload",
-        ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)),
+        match certificates {
+            Some(certificates) => {
+                ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)).with_certificates(certificates)
+            }
+            None => ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)),
+        },
     ));
     log::info!("tokengate listening on {scheme}://{} ({} threads)", s.listen, s.threads);
     server.run_forever()

@@ -1,10 +1,17 @@
-//! The HTTPS listener's certificate and key. They are checked here, before pingora loads them
-//! (pingora panics on a bad file when the listener starts), so `--check` and the start report a
-//! one-line reason naming the setting instead.
+//! The HTTPS listener's certificate and key. They are checked here, before the listener uses
+//! them, so `--check` and the start report a one-line reason naming the setting. The listener
+//! asks [`Certificates`] for the pair on every handshake, so a reload that finds new files
+//! (certbot or cert-manager renewed them) serves them on new connections without a restart.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use pingora::tls::{load_certs_and_key_files, load_pem_file_ca, load_pem_file_private_key, ServerConfig};
+use arc_swap::ArcSwap;
+use pingora::tls::sign::CertifiedKey;
+use pingora::tls::{
+    load_certs_and_key_files, load_pem_file_ca, load_pem_file_private_key, ClientHello, CryptoProvider,
+    ResolvesServerCert, ServerConfig,
+};
 
 use crate::config::model::TlsFiles;
 
@@ -46,6 +53,57 @@ fn utf8_path<'a>(key: &'static str, path: &'a Path) -> Result<&'a str, TlsError>
             source,
         })?;
     Ok(text)
+}
+
+/// The certificate the HTTPS listener presents, swapped whole when its files change.
+pub struct Certificates {
+    files: TlsFiles,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates").field("files", &self.files).finish()
+    }
+}
+
+impl Certificates {
+    /// Loads the pair `files` name; fails naming the setting at fault.
+    pub fn load(files: &TlsFiles) -> Result<Certificates, TlsError> {
+        Ok(Certificates {
+            files: files.clone(),
+            current: ArcSwap::from_pointee(certified_key(files)?),
+        })
+    }
+
+    /// Reads the files again: `Ok(true)` when they hold a new pair, now presented on new
+    /// connections; `Ok(false)` when unchanged; an error (the pair in use stays) when they do
+    /// not hold a usable pair.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let fresh = certified_key(&self.files)?;
+        if fresh.cert == self.current.load().cert {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(fresh));
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The checked pair `files` name, ready to present.
+fn certified_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+    let (cert, key) = check(files)?;
+    let (chain, private_key) = load_certs_and_key_files(&cert, &key)
+        .map_err(|e| TlsError::Unusable(e.to_string()))?
+        .ok_or_else(|| TlsError::Unusable("no certificate and key pair found".into()))?;
+    let provider =
+        CryptoProvider::get_default().ok_or_else(|| TlsError::Unusable("no TLS crypto provider installed".into()))?;
+    CertifiedKey::from_der(chain, private_key, provider).map_err(|e| TlsError::Unusable(e.to_string()))
 }
 
 /// Checks that the PEM files hold a certificate chain and the private key that matches it.

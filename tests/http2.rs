@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{at, Gateway, SECRET};
+use common::{at, write, Gateway, Setup, SECRET};
 use reqwest::blocking::Client;
 use reqwest::Version;
 use serde_json::Value;
@@ -103,4 +103,45 @@ fn clients_that_offer_http2_get_it_end_to_end() {
         .send()
         .unwrap();
     assert_eq!((r.version(), r.status().as_u16()), (Version::HTTP_11, 200));
+}
+
+/// A renewed certificate (the files rewritten, then SIGHUP, as a certbot deploy hook does) is
+/// presented on new connections without a restart; a connection that trusts only the old one
+/// is then refused. A broken pair leaves the one in use.
+#[test]
+fn a_renewed_certificate_is_served_after_a_reload() {
+    let (gw, old) = Gateway::start_tls(&Setup::default());
+    let metadata = |c: &Client| {
+        c.get(format!("{}/.well-known/oauth-authorization-server", gw.base))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(metadata(&client(&old, false)).unwrap(), 200);
+    let hangup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &gw.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    // A broken key first: refused, the certificate in use stays.
+    write(&gw.dir.path().join("key.pem"), "not a key");
+    hangup();
+    gw.eventually(5, "the refusal logged", || {
+        gw.log().contains("certificate reload (SIGHUP) refused")
+    });
+    assert_eq!(metadata(&client(&old, false)).unwrap(), 200);
+
+    let (new, new_key) = common::self_signed();
+    write(&gw.dir.path().join("cert.pem"), &new);
+    write(&gw.dir.path().join("key.pem"), &new_key);
+    hangup();
+    gw.eventually(5, "the new certificate served", || {
+        metadata(&client(&new, false)).is_ok_and(|s| s == 200)
+    });
+    assert!(
+        metadata(&client(&old, false)).is_err(),
+        "the old certificate is no longer presented"
+    );
 }

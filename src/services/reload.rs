@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::config::{self, ConfigError};
 use crate::state::AppState;
+use crate::tls::Certificates;
 
 /// A burst of file events ends after this long without another one.
 pub const QUIET: Duration = Duration::from_millis(150);
@@ -254,6 +255,8 @@ fn watch(path: &Path, tx: Events) -> notify::Result<(RecommendedWatcher, Vec<OsS
 pub struct ConfigReloader {
     state: Arc<AppState>,
     file: Arc<Mutex<ConfigFile>>,
+    /// The HTTPS listener's certificate, read again at every reload.
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl ConfigReloader {
@@ -261,18 +264,34 @@ impl ConfigReloader {
         ConfigReloader {
             state,
             file: Arc::new(Mutex::new(file)),
+            certificates: None,
         }
+    }
+
+    /// Also reads the listener's certificate and key files again at every reload (SIGHUP after
+    /// a renewal), so new connections get a renewed certificate.
+    pub fn with_certificates(mut self, certificates: Arc<Certificates>) -> ConfigReloader {
+        self.certificates = Some(certificates);
+        self
     }
 
     /// Reloads on the blocking pool (reading the file and resolving route hosts may block).
     async fn reload(&self, trigger: Trigger) {
         let state = self.state.clone();
         let file = self.file.clone();
+        let certificates = self.certificates.clone();
         let job = tokio::task::spawn_blocking(move || {
             // A poisoned lock only means an earlier reload panicked; the file state is still valid.
             let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             // The outcome is logged and counted inside.
             let _ = file.reload(&state, trigger);
+            if let Some(certificates) = certificates {
+                match certificates.reload() {
+                    Ok(true) => log::info!("a new certificate from server.tls_cert is served on new connections"),
+                    Ok(false) => {}
+                    Err(e) => log::error!("certificate reload ({trigger}) refused, the certificate in use stays: {e}"),
+                }
+            }
         });
         if let Err(e) = job.await {
             log::error!("config reload ({trigger}) did not finish, the config in force stays: {e}");

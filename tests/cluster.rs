@@ -107,6 +107,11 @@ fn a_token_issued_at_one_node_is_valid_at_every_node_at_once() {
         // The other node knows the token's scope, not only that it exists.
         let scoped = if *scope == "c" { 200 } else { 403 };
         assert_eq!(c.gw(j).call("/scoped/x", at(&fresh)), scoped);
+        // A refresh token issued at node i introspects as active at node j too.
+        let pair = c.gw(i).password(client, "alice");
+        let refresh = pair["refresh_token"].as_str().unwrap();
+        let seen = c.gw(j).introspect(client, refresh);
+        assert_eq!(seen["active"], true, "a refresh token introspected at node {j}: {seen}");
     }
 }
 

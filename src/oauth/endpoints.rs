@@ -68,11 +68,15 @@ pub async fn introspect(deps: OAuthDeps<'_>, config: &Config, req: EndpointReque
         );
         return Ok(answer);
     }
-    if let Some(rec) = tokens
-        .codec()
-        .parse(OpaqueKind::Refresh, token)
-        .and_then(|id| tokens.index().refresh(&id))
-    {
+    let refresh = match tokens.codec().parse(OpaqueKind::Refresh, token) {
+        Some(id) => match tokens.index().refresh(&id) {
+            Some(rec) => Some(rec),
+            // Issued at another node of a cluster and not seen here yet.
+            None => tokens.look_up_refresh(id).await.map_err(|e| service_error(e.into()))?,
+        },
+        None => None,
+    };
+    if let Some(rec) = refresh {
         if rec.state.get() == TokenState::Active && rec.expires_at_ms > now && config.permits(&rec.key) {
             let answer = active_answer(
                 &rec.key,

@@ -181,7 +181,7 @@ impl TokenService {
 
     /// A refresh token (its HMAC already checked) this node has not seen, from a shared store,
     /// in whatever state the store has it; the decision's turn brings its state up to date.
-    pub(super) async fn look_up_refresh(&self, id: TokenId) -> Result<Option<Arc<RefreshRecord>>, StoreError> {
+    pub async fn look_up_refresh(&self, id: TokenId) -> Result<Option<Arc<RefreshRecord>>, StoreError> {
         if self.feed.is_none() {
             return Ok(None);
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::config::start::KeySettings;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::deps::OAuthDeps;
@@ -53,8 +54,9 @@ pub enum StartError {
 pub struct AppState {
     live: ArcSwap<Live>,
     pub tokens: Arc<TokenService>,
-    /// RFC 7517 key set, fixed for the process's life.
-    pub jwks: Bytes,
+    /// RFC 7517 key set of the signing key in use and the previous ones (a reload that rotates
+    /// the key replaces it).
+    jwks: ArcSwap<Bytes>,
     pub metrics: Metrics,
     /// Brute-force counters of the OAuth endpoints; outside `Live` so a reload keeps them.
     pub lockout: Lockout,
@@ -99,7 +101,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             live: ArcSwap::from_pointee(Live::new(config)),
             tokens,
-            jwks,
+            jwks: ArcSwap::from_pointee(jwks),
             metrics,
             lockout: Lockout::default(),
             connections: ConnectionCount::default(),
@@ -116,6 +118,57 @@ impl AppState {
             metrics: &self.metrics,
             passwords: &self.passwords,
         }
+    }
+
+    /// The JWKS document in force.
+    pub fn jwks(&self) -> Bytes {
+        Bytes::clone(&self.jwks.load())
+    }
+
+    /// Rotates the JWT signing key when `keys` names other JWT key files or another algorithm
+    /// than the running config: loads them (generating an absent signing key, as at start),
+    /// checks them against the cluster's (a shared store), then signs with the new key and
+    /// publishes both. Returns whether it rotated; on an error nothing changed. The running
+    /// config takes the new JWT key settings, so the reload reports no restart for them.
+    pub fn rotate_jwt_keys(&self, keys: &KeySettings) -> Result<bool, StartError> {
+        let running = self.live.load_full();
+        let now = &running.config.start.keys;
+        let same = now.jwt_signing_key == keys.jwt_signing_key
+            && now.jwt_algorithm == keys.jwt_algorithm
+            && now.jwt_previous_keys == keys.jwt_previous_keys;
+        if same {
+            return Ok(false);
+        }
+        let signer = JwtSigner::load_or_generate(&keys.jwt_signing_key, keys.jwt_algorithm)?;
+        let previous = keys
+            .jwt_previous_keys
+            .iter()
+            .map(|path| previous_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let previous_jwks: Vec<serde_json::Value> = previous.iter().map(|key| key.jwk().clone()).collect();
+        let store = self.tokens.store();
+        if store.is_shared() {
+            let fingerprints = key_fingerprints(&signer, self.tokens.codec(), &previous_jwks);
+            // Reloads run on the blocking pool, outside any runtime's own thread.
+            tokio::runtime::Handle::try_current()
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .block_on(store.check_keys(&fingerprints))?;
+        }
+        let jwks = Bytes::from(signer.jwks(&previous_jwks).to_string());
+        log::info!(
+            "oauth.jwt_signing_key: new tokens are signed with key {} ({}); the JWKS publishes {} key(s)",
+            signer.kid(),
+            signer.algorithm().as_str(),
+            1 + previous_jwks.len()
+        );
+        self.tokens.rotate_keys(signer, previous);
+        self.jwks.store(Arc::new(jwks));
+        let mut config = running.config.clone();
+        config.start.keys.jwt_signing_key = keys.jwt_signing_key.clone();
+        config.start.keys.jwt_algorithm = keys.jwt_algorithm;
+        config.start.keys.jwt_previous_keys = keys.jwt_previous_keys.clone();
+        self.live.store(Arc::new(Live::new(config)));
+        Ok(true)
     }
 
     /// The config in force now.

@@ -81,3 +81,52 @@ fn a_rotated_key_stays_published_and_its_tokens_keep_working() {
         );
     }
 }
+
+/// The same rotation without a restart: the config saved with a new `jwt_signing_key` and the
+/// old file in `jwt_previous_keys` signs new tokens with the new key at once, the JWKS publishes
+/// both, and tokens from before keep working. A key file that cannot be used refuses the whole
+/// reload and leaves the key in use.
+#[test]
+fn a_key_rotated_by_a_reload_applies_without_a_restart() {
+    let gw = Gateway::start(Setup::default());
+    let old_token = gw.cc("jwt-app");
+    let old_kid = verify(&gw, at(&old_token), Algorithm::RS256);
+    let old_file = gw.dir.path().join("data/jwt-rs256.pem");
+
+    // A broken new key first: nothing changes.
+    common::write(&gw.dir.path().join("broken.pem"), "not a key");
+    let broken = Setup {
+        oauth: format!(
+            "jwt_signing_key = \"broken.pem\"\njwt_previous_keys = [\"{}\"]",
+            old_file.display()
+        ),
+        ..Setup::default()
+    };
+    common::write(&gw.conf_path(), &common::config_text(gw.port, &broken));
+    gw.eventually(5, "the refused reload logged", || gw.log().contains("broken.pem"));
+    assert_eq!(jwks(&gw).keys.len(), 1);
+    assert_eq!(verify(&gw, at(&gw.cc("other-app")), Algorithm::RS256), old_kid);
+
+    // The rotation: a new ES256 key generated at the new path, the old one listed.
+    let rotated = Setup {
+        oauth: format!(
+            "jwt_algorithm = \"ES256\"\njwt_signing_key = \"new-es256.pem\"\njwt_previous_keys = [\"{}\"]",
+            old_file.display()
+        ),
+        ..Setup::default()
+    };
+    common::write(&gw.conf_path(), &common::config_text(gw.port, &rotated));
+    gw.eventually(5, "the JWKS publishing both keys", || jwks(&gw).keys.len() == 2);
+    let new_token = gw.cc("other-app");
+    let new_kid = verify(&gw, at(&new_token), Algorithm::ES256);
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(jwks(&gw).keys[0].common.key_id.as_deref(), Some(new_kid.as_str()));
+    assert_eq!(verify(&gw, at(&old_token), Algorithm::RS256), old_kid);
+    assert_eq!(gw.api(&old_token), 200, "a token from before the rotation still passes");
+    assert_eq!(gw.api(&new_token), 200);
+    assert!(
+        !gw.log().contains("restart"),
+        "the rotation needed no restart: {}",
+        gw.log()
+    );
+}

@@ -119,7 +119,7 @@ impl Gateway {
                 if method != Method::GET && method != Method::HEAD {
                     OAuthError::MethodNotAllowed("GET").reply()
                 } else if matches!(endpoint, Endpoint::Jwks) {
-                    Reply::json_public(self.state.jwks.clone())
+                    Reply::json_public(self.state.jwks())
                 } else {
                     Reply::json_public(self.state.live_guard().metadata.clone())
                 }

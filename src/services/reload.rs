@@ -150,6 +150,13 @@ impl ConfigFile {
         }
         let base = self.path.parent().unwrap_or(Path::new("."));
         let config = config::parse_str(&text, base)?;
+        // A new signing key applies with the rest, or the whole reload is refused.
+        state
+            .rotate_jwt_keys(&config.start.keys)
+            .map_err(|e| ConfigError::Invalid {
+                key: "oauth.jwt_signing_key".into(),
+                message: e.to_string(),
+            })?;
         let restart = state.replace_config(config);
         self.in_force = Some(fingerprint);
         Ok(Outcome::Applied { restart })

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
@@ -68,7 +69,8 @@ pub struct TokenService {
     pub(super) index: Arc<TokenIndex>,
     pub(super) store: Arc<dyn TokenStore>,
     pub(super) codec: OpaqueCodec,
-    signer: Arc<JwtSigner>,
+    /// The signing key in use; a reload may rotate it ([`TokenService::rotate_keys`]).
+    signer: ArcSwap<JwtSigner>,
     /// Permits for RSA signatures running at once ([`presign`], [`signing_permits`]).
     signing: Arc<Semaphore>,
     capacity: Capacity,
@@ -78,7 +80,7 @@ pub struct TokenService {
     pub(super) dead: DeadIds,
     /// Earlier signing keys (`oauth.jwt_previous_keys`): in a cluster, other nodes may still
     /// sign with one of them during a rotation.
-    pub(super) previous: Vec<JwtSigner>,
+    pub(super) previous: ArcSwap<Vec<JwtSigner>>,
 }
 
 /// RSA signatures that may run at once: two per core. One per core left a core idle while a
@@ -101,18 +103,18 @@ impl TokenService {
             feed: store.feed(),
             store,
             codec,
-            signer: Arc::new(signer),
+            signer: ArcSwap::from_pointee(signer),
             signing: Arc::new(Semaphore::new(signing_permits())),
             capacity: Capacity::default(),
             dead: DeadIds::default(),
-            previous: Vec::new(),
+            previous: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
     /// The same engine, also accepting JWTs signed with `previous` keys when it looks a token up
     /// in a shared store.
-    pub fn with_previous_keys(mut self, previous: Vec<JwtSigner>) -> Self {
-        self.previous = previous;
+    pub fn with_previous_keys(self, previous: Vec<JwtSigner>) -> Self {
+        self.previous.store(Arc::new(previous));
         self
     }
 
@@ -133,8 +135,16 @@ impl TokenService {
         &self.codec
     }
 
-    pub fn signer(&self) -> &JwtSigner {
-        &self.signer
+    /// The signing key in use now.
+    pub fn signer(&self) -> Arc<JwtSigner> {
+        self.signer.load_full()
+    }
+
+    /// Signs new tokens with `signer` from now on, and accepts JWTs of `previous` keys in a
+    /// cluster's look-ups (a key rotation at reload).
+    pub fn rotate_keys(&self, signer: JwtSigner, previous: Vec<JwtSigner>) {
+        self.previous.store(Arc::new(previous));
+        self.signer.store(Arc::new(signer));
     }
 
     /// RSA signature permits free now (all of them, [`signing_permits`], when none runs).
@@ -165,7 +175,7 @@ impl TokenService {
         key: &Arc<KeySlot>,
         p: &IssueParams<'_>,
     ) -> Result<Option<Presigned>, ServiceError> {
-        presign(&self.signer, &self.signing, key, p).await
+        presign(&self.signer.load_full(), &self.signing, key, p).await
     }
 
     /// Waits for durability; withdraws the new token if the store failed.

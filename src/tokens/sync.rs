@@ -210,7 +210,7 @@ impl TokenService {
             return self.codec.parse(OpaqueKind::Access, text).as_ref() == Some(id);
         }
         TokenId::of_jwt(text) == *id
-            && (self.signer().verifies(text) || self.previous.iter().any(|key| key.verifies(text)))
+            && (self.signer().verifies(text) || self.previous.load().iter().any(|key| key.verifies(text)))
     }
 
     fn slot_of(&self, client_id: &str, subject: &str, scope: &str) -> Option<Arc<KeySlot>> {

@@ -264,12 +264,7 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     ));
     server.add_service(background_service(
         "config reload",
-        match certificates {
-            Some(certificates) => {
-                ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)).with_certificates(certificates)
-            }
-            None => ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)),
-        },
+        ConfigReloader::new(state.clone(), ConfigFile::new(conf_path, loaded)).with_certificates(certificates),
     ));
     log::info!("tokengate listening on {scheme}://{} ({} threads)", s.listen, s.threads);
     server.run_forever()

@@ -71,31 +71,22 @@ pub struct AppState {
 impl AppState {
     /// Opens the store, loads or creates keys and fills the index from the store.
     pub async fn start(config: Config) -> Result<Arc<AppState>, StartError> {
-        let signer = JwtSigner::load_or_generate(&config.start.keys.jwt_signing_key, config.start.keys.jwt_algorithm)?;
-        let previous = config
-            .start
-            .keys
-            .jwt_previous_keys
-            .iter()
-            .map(|path| previous_key(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = SigningKeys::load(&config.start.keys)?;
         let codec = OpaqueCodec::load_or_create(&config.start.keys.server_key)?;
         let metrics = Metrics::new().map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let backend = store::open(&config.start.store.backend)?;
         let store: Arc<dyn TokenStore> = Arc::new(TimedStore::new(backend, metrics.store_write_seconds.clone()));
-        let previous_jwks: Vec<serde_json::Value> = previous.iter().map(|key| key.jwk().clone()).collect();
-        store
-            .check_keys(&key_fingerprints(&signer, &codec, &previous_jwks))
-            .await?;
-        let tokens =
-            Arc::new(TokenService::new(Arc::new(TokenIndex::new()), store, codec, signer).with_previous_keys(previous));
+        store.check_keys(&keys.fingerprints(&codec)).await?;
+        let jwks = keys.jwks();
+        let tokens = Arc::new(
+            TokenService::new(Arc::new(TokenIndex::new()), store, codec, keys.signer).with_previous_keys(keys.previous),
+        );
         let (access, refresh) = tokens.restore().await?;
         log::info!(
             "loaded {access} active access tokens and {refresh} refresh tokens from {}",
             config.start.store.backend.describe()
         );
         follow_changes(&tokens).await?;
-        let jwks = Bytes::from(tokens.signer().jwks(&previous_jwks).to_string());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = PasswordChecker::new(cores).map_err(StartError::Other)?;
         Ok(Arc::new(AppState {
@@ -139,29 +130,22 @@ impl AppState {
         if same {
             return Ok(false);
         }
-        let signer = JwtSigner::load_or_generate(&keys.jwt_signing_key, keys.jwt_algorithm)?;
-        let previous = keys
-            .jwt_previous_keys
-            .iter()
-            .map(|path| previous_key(path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let previous_jwks: Vec<serde_json::Value> = previous.iter().map(|key| key.jwk().clone()).collect();
+        let loaded = SigningKeys::load(keys)?;
         let store = self.tokens.store();
         if store.is_shared() {
-            let fingerprints = key_fingerprints(&signer, self.tokens.codec(), &previous_jwks);
             // Reloads run on the blocking pool, outside any runtime's own thread.
             tokio::runtime::Handle::try_current()
                 .map_err(|e| StartError::Other(e.to_string()))?
-                .block_on(store.check_keys(&fingerprints))?;
+                .block_on(store.check_keys(&loaded.fingerprints(self.tokens.codec())))?;
         }
-        let jwks = Bytes::from(signer.jwks(&previous_jwks).to_string());
+        let jwks = loaded.jwks();
         log::info!(
             "oauth.jwt_signing_key: new tokens are signed with key {} ({}); the JWKS publishes {} key(s)",
-            signer.kid(),
-            signer.algorithm().as_str(),
-            1 + previous_jwks.len()
+            loaded.signer.kid(),
+            loaded.signer.algorithm().as_str(),
+            1 + loaded.previous_jwks.len()
         );
-        self.tokens.rotate_keys(signer, previous);
+        self.tokens.rotate_keys(loaded.signer, loaded.previous);
         self.jwks.store(Arc::new(jwks));
         let mut config = running.config.clone();
         config.start.keys.jwt_signing_key = keys.jwt_signing_key.clone();
@@ -204,24 +188,58 @@ impl AppState {
     }
 }
 
-/// The keys every node of a cluster must share, as the database records them.
-fn key_fingerprints(signer: &JwtSigner, codec: &OpaqueCodec, previous: &[serde_json::Value]) -> Vec<KeyFingerprint> {
-    vec![
-        KeyFingerprint {
-            name: "oauth.jwt_signing_key",
-            fingerprint: fingerprint(signer.kid().as_bytes()),
-            previous: previous
-                .iter()
-                .filter_map(|jwk| jwk.get("kid").and_then(|k| k.as_str()))
-                .map(|kid| fingerprint(kid.as_bytes()))
-                .collect(),
-        },
-        KeyFingerprint {
-            name: "oauth.server_key",
-            fingerprint: fingerprint(&codec.fingerprint()),
-            previous: Vec::new(),
-        },
-    ]
+/// The JWT signing key and the previous ones, as `[oauth]` names them (at start and at a
+/// reload that rotates them).
+struct SigningKeys {
+    signer: JwtSigner,
+    previous: Vec<JwtSigner>,
+    /// The previous keys' public JWKs, published after the signing key's.
+    previous_jwks: Vec<serde_json::Value>,
+}
+
+impl SigningKeys {
+    /// Loads the keys (generating an absent signing key).
+    fn load(keys: &KeySettings) -> Result<SigningKeys, KeyError> {
+        let signer = JwtSigner::load_or_generate(&keys.jwt_signing_key, keys.jwt_algorithm)?;
+        let previous = keys
+            .jwt_previous_keys
+            .iter()
+            .map(|path| previous_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let previous_jwks = previous.iter().map(|key| key.jwk().clone()).collect();
+        Ok(SigningKeys {
+            signer,
+            previous,
+            previous_jwks,
+        })
+    }
+
+    /// The JWKS document publishing them.
+    fn jwks(&self) -> Bytes {
+        Bytes::from(self.signer.jwks(&self.previous_jwks).to_string())
+    }
+
+    /// The keys every node of a cluster must share (with the server key of `codec`), as the
+    /// database records them.
+    fn fingerprints(&self, codec: &OpaqueCodec) -> Vec<KeyFingerprint> {
+        vec![
+            KeyFingerprint {
+                name: "oauth.jwt_signing_key",
+                fingerprint: fingerprint(self.signer.kid().as_bytes()),
+                previous: self
+                    .previous_jwks
+                    .iter()
+                    .filter_map(|jwk| jwk.get("kid").and_then(|k| k.as_str()))
+                    .map(|kid| fingerprint(kid.as_bytes()))
+                    .collect(),
+            },
+            KeyFingerprint {
+                name: "oauth.server_key",
+                fingerprint: fingerprint(&codec.fingerprint()),
+                previous: Vec::new(),
+            },
+        ]
+    }
 }
 
 /// How long start waits for a shared store's feed to catch up the first time.

@@ -277,8 +277,8 @@ impl ConfigReloader {
 
     /// Also reads the listener's certificate and key files again at every reload (SIGHUP after
     /// a renewal), so new connections get a renewed certificate.
-    pub fn with_certificates(mut self, certificates: Arc<Certificates>) -> ConfigReloader {
-        self.certificates = Some(certificates);
+    pub fn with_certificates(mut self, certificates: Option<Arc<Certificates>>) -> ConfigReloader {
+        self.certificates = certificates;
         self
     }
 

@@ -141,13 +141,18 @@ pub async fn find(pool: &Pool, refresh: bool, id: TokenId) -> Result<Snapshot, S
     let client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
     let stmt = answered(client.prepare_cached(if refresh { FIND_REFRESH } else { FIND_ACCESS })).await?;
     let rows = answered(client.query(&stmt, &[&&id.0[..]])).await?;
+    Ok(snapshot_of(&rows))
+}
+
+/// `rows` of the layout [`push_row`] reads, as a snapshot.
+pub(super) fn snapshot_of(rows: &[tokio_postgres::Row]) -> Snapshot {
     let mut names = SharedNames::default();
     let mut shared = |text: &str| names.share(text);
     let mut snap = Snapshot::default();
-    for row in &rows {
+    for row in rows {
         push_row(&mut snap, row, &mut shared);
     }
-    Ok(snap)
+    snap
 }
 
 /// The lock that lets one node at a time purge ("tokensweep").

@@ -12,11 +12,11 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::oneshot;
 
 use super::ack::{AckResult, Waiter};
-use super::postgres_read::push_row;
+use super::postgres_read::snapshot_of;
 use super::postgres_sql::{ms, Failure};
 use super::postgres_write::{write, GROUP_TIMEOUT};
 use super::shared::{KeyName, KeyRows};
-use super::{SharedNames, Snapshot, StoreError, StoreOp};
+use super::{StoreError, StoreOp};
 
 /// How long a requester may take to decide once it has its turn (it only takes an in-memory
 /// lock): past it, its changes are left out and its ack fails.
@@ -148,12 +148,7 @@ async fn live_rows(tx: &Transaction<'_>, keys: &[KeyName], now: u64) -> Result<H
     ids.dedup();
     let stmt = tx.prepare_cached(LIVE_ROWS).await?;
     let rows = tx.query(&stmt, &[&ids, &ms(now)]).await?;
-    let mut names = SharedNames::default();
-    let mut shared = |text: &str| names.share(text);
-    let mut snap = Snapshot::default();
-    for row in &rows {
-        push_row(&mut snap, row, &mut shared);
-    }
+    let snap = snapshot_of(&rows);
     let mut by_key: HashMap<KeyName, KeyRows> = HashMap::new();
     let name =
         |client_id: &std::sync::Arc<str>, subject: &compact_str::CompactString, scope: &std::sync::Arc<str>| KeyName {

@@ -56,7 +56,7 @@ fn record(id: TokenId, key: &Arc<KeySlot>) -> Arc<AccessRecord> {
 
 fn key(index: &TokenIndex, i: usize) -> Arc<KeySlot> {
     let scope = ScopeSet::parse("orders:read").unwrap();
-    index.key_slot(index.key(&format!("client-{}", i % 1000), "", &scope, &Default::default()))
+    index.key_slot(index.key(&format!("client-{}", i % 1000), "", &scope, &Default::default(), None))
 }
 
 fn filled_index(codec: &OpaqueCodec) -> (Arc<TokenIndex>, Vec<TokenId>) {
@@ -132,6 +132,7 @@ fn bearer_benches(c: &mut Criterion) {
     let signer = JwtSigner::load_or_generate(&dir.path().join("k.pem"), JwtAlgorithm::RS256).unwrap();
     let jwt = signer
         .sign(&AccessClaims {
+            cnf: None,
             aud: None,
             iss: "http://gw",
             sub: "client-1",
@@ -153,9 +154,29 @@ fn bearer_benches(c: &mut Criterion) {
     let jwt_header = format!("Bearer {jwt}").into_bytes();
     let mut g = c.benchmark_group("bearer_decision");
     for (name, header) in [("opaque", &opaque_header), ("jwt_rs256", &jwt_header)] {
-        assert!(ready(bearer::authorize(&service, &config, &route, Some(header), now_ms())).is_ok());
+        assert!(ready(bearer::authorize(
+            &service,
+            &config,
+            &route,
+            Some(header),
+            now_ms(),
+            |_, _| Ok(())
+        ))
+        .is_ok());
         g.bench_function(name, |b| {
-            b.iter(|| black_box(ready(bearer::authorize(&service, &config, &route, Some(header), now_ms())).is_ok()))
+            b.iter(|| {
+                black_box(
+                    ready(bearer::authorize(
+                        &service,
+                        &config,
+                        &route,
+                        Some(header),
+                        now_ms(),
+                        |_, _| Ok(()),
+                    ))
+                    .is_ok(),
+                )
+            })
         });
     }
     g.finish();
@@ -202,6 +223,7 @@ fn issuance_benches(c: &mut Criterion) {
                 black_box(
                     signer
                         .sign(&AccessClaims {
+                            cnf: None,
                             aud: None,
                             iss: "http://127.0.0.1:8080",
                             sub: "orders-app",

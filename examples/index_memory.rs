@@ -44,6 +44,7 @@ fn main() {
                 &format!("user-{k}"),
                 &scope,
                 &Default::default(),
+                None,
             ))
         })
         .collect();

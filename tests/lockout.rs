@@ -197,6 +197,7 @@ fn failures_are_counted_per_endpoint_and_survive_a_config_swap() {
             content_type: Some(b"application/x-www-form-urlencoded"),
             body: b"token=x",
             peer: Some("192.0.2.1".parse().unwrap()),
+            ..EndpointRequest::default()
         };
         authenticate(state.oauth(), &live.config, &req, endpoint).map(|_| ())
     };

@@ -124,6 +124,8 @@ pub struct OAuthSection {
     pub issuer: Option<String>,
     /// `aud` of tokens requested without `resource`. Absent: the issuer.
     pub default_audience: Option<String>,
+    /// Oldest DPoP proof accepted, by its `iat`, in seconds; its `jti` is remembered this long.
+    pub dpop_proof_max_age_secs: u64,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     /// PEM private key. Absent: `jwt-<algorithm>.pem` in the data folder, generated if missing.
@@ -162,6 +164,7 @@ impl Default for OAuthSection {
         OAuthSection {
             issuer: None,
             default_audience: None,
+            dpop_proof_max_age_secs: 60,
             access_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 86_400,
             jwt_signing_key: None,
@@ -232,6 +235,9 @@ pub struct ClientEntry {
     /// The audiences it may ask for with `resource`, besides the default one. Absent: every
     /// route's audience.
     pub audiences: Option<Vec<String>>,
+    /// "optional" (default): a DPoP proof binds the tokens; "required": every token request
+    /// must carry one.
+    pub dpop: Option<String>,
 }
 
 fn default_token_type() -> String {

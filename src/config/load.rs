@@ -161,6 +161,16 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
         refresh_tokens_for_client_credentials: refresh_cc,
         max_live_tokens: c.max_live_tokens,
         audiences: client_audiences(&key, c.audiences.as_deref())?,
+        dpop_required: match c.dpop.as_deref() {
+            None | Some("optional") => false,
+            Some("required") => true,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{key}.dpop"),
+                    format!("{other:?} is not \"optional\" or \"required\""),
+                ))
+            }
+        },
     })
 }
 

@@ -53,6 +53,8 @@ pub struct OAuthSettings {
     pub issuer: String,
     /// `aud` of tokens requested without `resource`: `oauth.default_audience`, or the issuer.
     pub default_audience: AudienceSet,
+    /// Oldest DPoP proof accepted, by its `iat`.
+    pub dpop_proof_max_age_secs: u64,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub jwt_policy: RenewPolicy,
@@ -121,6 +123,8 @@ pub struct Client {
     pub max_live_tokens: Option<u64>,
     /// The audiences it may ask for besides the default one; `None`: every route's audience.
     pub audiences: Option<AudienceSet>,
+    /// `dpop = "required"`: every token request must carry a DPoP proof.
+    pub dpop_required: bool,
 }
 
 impl Client {
@@ -146,7 +150,7 @@ impl Config {
     /// audiences now, stop working at once (fail closed).
     pub fn permits(&self, key: &TokenKey) -> bool {
         self.clients.get(&*key.client_id).is_some_and(|client| {
-            client.scopes.is_superset(&key.scope) && self.audiences_allowed(client, &key.audience)
+            client.scopes.is_superset(&key.scope) && self.audiences_allowed(client, key.audience())
         }) && (key.subject.is_empty() || self.users.contains_key(key.subject.as_str()))
     }
 

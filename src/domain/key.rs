@@ -1,6 +1,6 @@
 //! The token identity: which tokens count as "the same token" for the renewal policy.
 //!
-//! `key = (client_id, subject, scope set, audience set)` (docs/renewal-policy.md, section 1). The scope set is de-duplicated
+//! `key = (client_id, subject, scope set, audience set, DPoP key)` (docs/renewal-policy.md, section 1). The scope set is de-duplicated
 //! and sorted, so `"b a"` and `"a b a"` are one key; the token format is not part of the key.
 
 use std::fmt;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 
 use super::audience::AudienceSet;
+use super::thumbprint::Thumbprint;
 
 /// A set of scope tokens, kept sorted and de-duplicated (case-sensitive), stored as its
 /// canonical text (`"a b c"`), which is also the `X-Scope` header value as is. The text is shared:
@@ -112,8 +113,29 @@ pub struct TokenKey {
     /// Kept inline up to 24 bytes (most user names): no allocation of its own.
     pub subject: CompactString,
     pub scope: ScopeSet,
-    /// Where the token may be used (`aud`): two audiences are two keys.
+    /// Where and by whom its tokens may be used: shared with the other keys that have the same
+    /// (most keys share the default audience and no DPoP key), one pointer wide.
+    pub aim: Arc<Aim>,
+}
+
+impl TokenKey {
+    /// Where the tokens may be used (`aud`): two audiences are two keys.
+    pub fn audience(&self) -> &AudienceSet {
+        &self.aim.audience
+    }
+
+    /// The DPoP key the tokens are bound to (`cnf.jkt`); `None` for bearer tokens. A token bound
+    /// to one key is never handed out for a request with another key or none.
+    pub fn jkt(&self) -> Option<&Thumbprint> {
+        self.aim.jkt.as_ref()
+    }
+}
+
+/// A key's audience set and DPoP key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Aim {
     pub audience: AudienceSet,
+    pub jkt: Option<Thumbprint>,
 }
 
 #[cfg(test)]
@@ -189,13 +211,22 @@ mod tests {
             client_id: c.into(),
             subject: u.into(),
             scope: s.clone(),
-            audience: AudienceSet::default(),
+            aim: Arc::default(),
         };
         assert_ne!(k("c", "alice"), k("c", "bob"));
         assert_ne!(k("c1", ""), k("c2", ""));
         assert_eq!(k("c", "alice"), k("c", "alice"));
         let mut other = k("c", "alice");
-        other.audience = AudienceSet::one("https://orders.example").unwrap();
+        other.aim = Arc::new(Aim {
+            audience: AudienceSet::one("https://orders.example").unwrap(),
+            jkt: None,
+        });
         assert_ne!(other, k("c", "alice"), "the audience is part of the key");
+        let mut bound = k("c", "alice");
+        bound.aim = Arc::new(Aim {
+            audience: AudienceSet::default(),
+            jkt: Some(Thumbprint([1; 32])),
+        });
+        assert_ne!(bound, k("c", "alice"), "the DPoP key is part of the key");
     }
 }

@@ -1,5 +1,5 @@
 //! The shared vocabulary at the bottom of the crate: token ids and states, formats, grant types,
-//! token keys, scopes and audiences, request paths, and the renewal decision. It depends on nothing else
+//! token keys, scopes, audiences and DPoP key thumbprints, request paths, and the renewal decision. It depends on nothing else
 //! in the crate; every other layer speaks it.
 
 pub mod audience;
@@ -9,3 +9,4 @@ pub mod ids;
 pub mod key;
 pub mod path;
 pub mod policy;
+pub mod thumbprint;

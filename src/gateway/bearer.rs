@@ -33,6 +33,13 @@ pub enum BearerError {
     InsufficientScope(String),
     /// A token for another audience than the route's: 401 `invalid_token` (RFC 9068 section 4).
     WrongAudience,
+    /// A DPoP-bound token sent with the Bearer scheme: 401 with a DPoP challenge.
+    DpopRequired,
+    /// A bearer token sent with the DPoP scheme: 401 `invalid_token`.
+    NotDpopBound,
+    /// A DPoP proof missing, malformed, replayed or not for this request or token: 401
+    /// `invalid_dpop_proof` (RFC 9449 section 7.1).
+    BadProof(&'static str),
     /// Cluster mode: the index is stale (cut off from the database longer than
     /// `store.stale_after_secs`), or a token this node had not seen could not be looked up:
     /// 503 `temporarily_unavailable` with `Retry-After`.
@@ -48,6 +55,9 @@ impl BearerError {
             BearerError::Invalid => "invalid",
             BearerError::InsufficientScope(_) => "insufficient_scope",
             BearerError::WrongAudience => "wrong_audience",
+            BearerError::DpopRequired => "dpop_required",
+            BearerError::NotDpopBound => "not_dpop_bound",
+            BearerError::BadProof(_) => "invalid_dpop_proof",
             BearerError::Unavailable => "unavailable",
         }
     }
@@ -57,7 +67,11 @@ impl BearerError {
         match self {
             BearerError::Missing => Validation::Missing,
             BearerError::Malformed(_) => Validation::Malformed,
-            BearerError::Invalid | BearerError::WrongAudience => Validation::Invalid,
+            BearerError::Invalid
+            | BearerError::WrongAudience
+            | BearerError::DpopRequired
+            | BearerError::NotDpopBound
+            | BearerError::BadProof(_) => Validation::Invalid,
             BearerError::InsufficientScope(_) => Validation::InsufficientScope,
             BearerError::Unavailable => Validation::Unavailable,
         }
@@ -80,6 +94,21 @@ impl BearerError {
                 401,
                 "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the access token is not meant for this audience\"".to_string(),
                 r#"{"error":"invalid_token","error_description":"the access token is not meant for this audience"}"#.to_string(),
+            ),
+            BearerError::NotDpopBound => (
+                401,
+                "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"this token is not DPoP-bound: send it with the Bearer scheme\"".to_string(),
+                r#"{"error":"invalid_token","error_description":"this token is not DPoP-bound: send it with the Bearer scheme"}"#.to_string(),
+            ),
+            BearerError::DpopRequired => (
+                401,
+                format!("DPoP algs=\"{DPOP_ALGS}\", error=\"invalid_token\", error_description=\"this token is DPoP-bound: send it with the DPoP scheme and a proof\""),
+                r#"{"error":"invalid_token","error_description":"this token is DPoP-bound: send it with the DPoP scheme and a proof"}"#.to_string(),
+            ),
+            BearerError::BadProof(why) => (
+                401,
+                format!("DPoP algs=\"{DPOP_ALGS}\", error=\"invalid_dpop_proof\", error_description=\"{why}\""),
+                serde_json::json!({"error": "invalid_dpop_proof", "error_description": why}).to_string(),
             ),
             BearerError::InsufficientScope(scope) => (
                 403,
@@ -116,6 +145,26 @@ fn is_b64token(t: &[u8]) -> bool {
             .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & is_b64token_char(b)))
 }
 
+/// The algorithms a DPoP challenge names.
+const DPOP_ALGS: &str = "ES256 EdDSA RS256 PS256";
+
+/// How a token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449 section 7.1), with a `DPoP` proof beside it.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization: Bearer <token>` or `Authorization: DPoP <token>`
+/// header.
+pub fn credentials(header: Option<&[u8]>) -> Result<(Scheme, &str), BearerError> {
+    match header {
+        Some(h) if h.len() > 5 && h[..5].eq_ignore_ascii_case(b"dpop ") => token_of(&h[5..]).map(|t| (Scheme::Dpop, t)),
+        _ => extract(header).map(|t| (Scheme::Bearer, t)),
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
     let h = header.ok_or(BearerError::Missing)?;
@@ -129,7 +178,12 @@ pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
             Some(_) => Err(BearerError::Missing),
         };
     }
-    let token = h[7..].trim_ascii();
+    token_of(&h[7..])
+}
+
+/// The token after the scheme: one `b64token`, within the size limit.
+fn token_of(after_scheme: &[u8]) -> Result<&str, BearerError> {
+    let token = after_scheme.trim_ascii();
     if token.is_empty() {
         return Err(BearerError::Malformed("empty bearer token"));
     }
@@ -146,15 +200,18 @@ pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
 }
 
 /// Decides a request to an authenticated route. In a cluster, a stale index answers 503, and a
-/// token this node has not seen is looked up ([`TokenService::look_up_access`]).
+/// token this node has not seen is looked up ([`TokenService::look_up_access`]). A token
+/// presented with the DPoP scheme, and only such a one, has its proof checked by `check_proof`
+/// (a bound token presented as a bearer token is refused).
 pub async fn authorize(
     tokens: &TokenService,
     config: &Config,
     route: &Route,
     header: Option<&[u8]>,
     now_ms: u64,
+    check_proof: impl FnOnce(&AccessRecord, &str) -> Result<(), BearerError>,
 ) -> Result<Arc<AccessRecord>, BearerError> {
-    let token = extract(header)?;
+    let (scheme, token) = credentials(header)?;
     let stale_after_ms = config.start.store.stale_after.as_millis() as u64;
     if !tokens.index_is_fresh(now_ms, stale_after_ms) {
         return Err(BearerError::Unavailable);
@@ -171,8 +228,13 @@ pub async fn authorize(
     if !rec.is_valid_at(now_ms) || !config.permits(&rec.key) {
         return Err(BearerError::Invalid);
     }
+    match scheme {
+        Scheme::Bearer if rec.key.jkt().is_some() => return Err(BearerError::DpopRequired),
+        Scheme::Bearer => {}
+        Scheme::Dpop => check_proof(&rec, token)?,
+    }
     if let Some(audience) = &route.audience {
-        if !rec.key.audience.contains(audience) {
+        if !rec.key.audience().contains(audience) {
             return Err(BearerError::WrongAudience);
         }
     }

@@ -4,6 +4,7 @@
 pub mod bearer;
 pub(crate) mod body;
 pub mod connections;
+pub mod dpop;
 pub(crate) mod forwarded;
 pub(crate) mod identity;
 pub(crate) mod limits;

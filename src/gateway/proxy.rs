@@ -15,6 +15,7 @@ use pingora::{Error, ErrorType, Result};
 
 use super::bearer::{self, BearerError};
 use super::body::{has_body, read_body_before};
+use super::dpop;
 use super::forwarded::{self, TrustedProxies};
 use super::identity;
 use super::limits;
@@ -136,11 +137,19 @@ impl Gateway {
                 Ok(body) => {
                     let h = &session.req_header().headers;
                     let peer = client_ip(session, &self.state.live_guard().config.server.trusted_proxies);
+                    let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                    let proof = dpop::ProofRequest::of(session, https);
+                    let Ok(one_proof) = proof.proof else {
+                        let e = OAuthError::InvalidDpopProof("more than one DPoP header".into());
+                        return write_reply(session, e.reply()).await.map(drop);
+                    };
                     let req = EndpointRequest {
                         authorization: h.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
                         content_type: h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
                         body: &body,
                         peer,
+                        dpop: one_proof,
+                        url: proof.url.as_deref(),
                     };
                     let live = self.state.live();
                     let (deps, config) = (self.state.oauth(), &live.config);
@@ -217,7 +226,13 @@ impl ProxyHttp for Gateway {
                 .await;
         };
         if route.auth {
-            let result = bearer::authorize(&self.state.tokens, &live.config, route, authorization, now_ms()).await;
+            let now = now_ms();
+            let check_proof = |rec: &AccessRecord, token: &str| {
+                let req = dpop::ProofRequest::of(session, https);
+                dpop::check_bound(rec, token, &req, &live.config, &self.state.dpop_proofs, now / 1000)
+            };
+            let result =
+                bearer::authorize(&self.state.tokens, &live.config, route, authorization, now, check_proof).await;
             let counted = result.as_ref().map_or_else(BearerError::validation, |_| Validation::Ok);
             self.state.metrics.validated(counted);
             match result {

@@ -4,6 +4,7 @@
 
 use super::lockout::Lockout;
 use super::passwords::PasswordChecker;
+use super::replay::ReplayCache;
 use crate::metrics::Metrics;
 use crate::tokens::service::TokenService;
 
@@ -14,4 +15,6 @@ pub struct OAuthDeps<'a> {
     pub lockout: &'a Lockout,
     pub metrics: &'a Metrics,
     pub passwords: &'a PasswordChecker,
+    /// DPoP proofs seen (each is accepted once).
+    pub proofs: &'a ReplayCache,
 }

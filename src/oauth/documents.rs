@@ -21,6 +21,7 @@ pub fn metadata(config: &Config) -> Bytes {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "dpop_signing_alg_values_supported": super::dpop::ALGORITHMS,
     });
     Bytes::from(doc.to_string())
 }

@@ -42,6 +42,7 @@ struct Fixture {
     lockout: Lockout,
     metrics: Metrics,
     passwords: PasswordChecker,
+    proofs: crate::oauth::replay::ReplayCache,
     config: Config,
 }
 
@@ -58,6 +59,7 @@ impl Fixture {
             lockout: Lockout::default(),
             metrics: Metrics::new().unwrap(),
             passwords: PasswordChecker::new(1).unwrap(),
+            proofs: crate::oauth::replay::ReplayCache::new(100),
             config: parse_str(&config_text("\"a\", \"b\""), Path::new("/nowhere")).unwrap(),
         }
     }
@@ -68,6 +70,7 @@ impl Fixture {
             lockout: &self.lockout,
             metrics: &self.metrics,
             passwords: &self.passwords,
+            proofs: &self.proofs,
         }
     }
 }
@@ -82,6 +85,7 @@ fn request<'a>(authorization: &'a [u8], body: &'a str, peer: &str) -> EndpointRe
         content_type: Some(b"application/x-www-form-urlencoded"),
         body: body.as_bytes(),
         peer: Some(peer.parse::<IpAddr>().unwrap()),
+        ..EndpointRequest::default()
     }
 }
 

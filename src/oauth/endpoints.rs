@@ -111,8 +111,14 @@ fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_ty
     if !key.subject.is_empty() {
         body["username"] = (&*key.subject).into();
     }
-    if let Some(aud) = key.audience.claim() {
+    if let Some(aud) = key.audience().claim() {
         body["aud"] = aud;
+    }
+    if let Some(jkt) = key.jkt() {
+        body["cnf"] = serde_json::json!({ "jkt": jkt.to_b64() });
+        if token_type == "Bearer" {
+            body["token_type"] = "DPoP".into();
+        }
     }
     Reply::json_no_store(200, body.to_string())
 }

@@ -21,6 +21,9 @@ pub enum OAuthError {
     /// RFC 8707 section 2: a `resource` that is not a URI this client may ask for.
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
+    /// RFC 9449 section 5: a DPoP proof missing, malformed, or not for this request.
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
     /// The body is larger than the endpoint accepts: 413.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -62,6 +65,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget(_) => "invalid_target",
+            OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
             OAuthError::TooManyRequests { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable { .. }
             | OAuthError::ClientTokenLimit { .. }
@@ -89,7 +93,8 @@ impl OAuthError {
             | OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::InvalidScope(d)
-            | OAuthError::InvalidTarget(d) => Some(d.clone()),
+            | OAuthError::InvalidTarget(d)
+            | OAuthError::InvalidDpopProof(d) => Some(d.clone()),
             OAuthError::InvalidClient => Some("client authentication failed".into()),
             OAuthError::UnsupportedGrantType => {
                 Some("grant_type must be client_credentials, password or refresh_token".into())
@@ -158,6 +163,7 @@ mod tests {
             OAuthError::UnsupportedGrantType,
             OAuthError::InvalidScope("x".into()),
             OAuthError::InvalidTarget("x".into()),
+            OAuthError::InvalidDpopProof("x".into()),
         ] {
             let r = e.reply();
             assert_eq!(r.status, 400);

@@ -4,11 +4,14 @@
 pub mod client_auth;
 pub mod deps;
 pub(crate) mod documents;
+pub mod dpop;
+pub mod dpop_grant;
 pub(crate) mod endpoints;
 pub mod errors;
 pub mod form;
 pub mod lockout;
 pub mod passwords;
+pub mod replay;
 pub mod token_endpoint;
 
 /// Where these lived before the domain layer took them (kept for existing users).

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::client_auth;
 use super::deps::OAuthDeps;
+use super::dpop_grant;
 use super::errors::OAuthError;
 use super::form::{self, Form};
 use super::lockout::Subject;
@@ -30,13 +31,17 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const MAX_SCOPE_BYTES: usize = 4096;
 
 /// The parts of an HTTP request an OAuth endpoint reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EndpointRequest<'a> {
     pub authorization: Option<&'a [u8]>,
     pub content_type: Option<&'a [u8]>,
     pub body: &'a [u8],
     /// The client's address, for the per-address lockout (`None` when unknown).
     pub peer: Option<IpAddr>,
+    /// The one `DPoP` header, if any (two are refused before the endpoint is called).
+    pub dpop: Option<&'a [u8]>,
+    /// The URL the request reached (scheme, `Host` and path), for a DPoP proof's `htu`.
+    pub url: Option<&'a str>,
 }
 
 /// Parses the form and authenticates the client; shared by token, revoke and introspect
@@ -101,6 +106,7 @@ pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_
         subject: "",
         scope: ScopeSet::default(),
         audience: requested_audience(&form, config, client, grant)?,
+        jkt: dpop_grant::binding(deps, config, client, req.dpop, req.url)?,
         policy: *oauth.policy(client.token_format),
         access_ttl_secs: oauth.access_token_ttl_secs,
         refresh_ttl_secs: None,
@@ -210,7 +216,7 @@ pub fn success(issued: &Issued) -> Reply {
         expires_in: issued.expires_in,
         refresh_token: issued.refresh_token.as_deref(),
         scope: &issued.scope,
-        token_type: "Bearer",
+        token_type: if issued.bound { "DPoP" } else { "Bearer" },
     };
     match serde_json::to_vec(&body) {
         Ok(json) => Reply::json_no_store(200, json),
@@ -227,6 +233,7 @@ pub fn service_error(e: ServiceError) -> OAuthError {
         ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
         ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
         ServiceError::InvalidTarget(m) => OAuthError::InvalidTarget(m.into()),
+        ServiceError::WrongDpopKey(m) => OAuthError::InvalidDpopProof(m.into()),
         ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
         ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
         ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },

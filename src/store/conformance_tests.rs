@@ -21,6 +21,7 @@ fn refresh_row(id: u8, expires_at_ms: u64) -> RefreshRow {
         subject: "alice".into(),
         scope: "a".into(),
         audience: "https://api.example https://orders.example".into(),
+        jkt: Some(crate::domain::thumbprint::Thumbprint([5; 32])),
         family: [9; 16],
         issued_at_ms: 1,
         expires_at_ms,

@@ -36,6 +36,7 @@ use compact_str::CompactString;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, TokenId, TokenState};
+use crate::domain::thumbprint::Thumbprint;
 use shared::{Feed, KeyFingerprint, KeyName, Turn};
 
 /// One access token as stored: no token text, only its id (see [`TokenId`]). The client id and
@@ -51,6 +52,8 @@ pub struct AccessRow {
     pub scope: Arc<str>,
     /// Canonical audience string (empty for tokens stored before audiences).
     pub audience: Arc<str>,
+    /// The DPoP key the token is bound to.
+    pub jkt: Option<Thumbprint>,
     pub format: TokenFormat,
     pub grant: GrantType,
     pub issued_at_ms: u64,
@@ -68,6 +71,7 @@ pub struct RefreshRow {
     pub subject: CompactString,
     pub scope: Arc<str>,
     pub audience: Arc<str>,
+    pub jkt: Option<Thumbprint>,
     pub family: FamilyId,
     pub issued_at_ms: u64,
     pub expires_at_ms: u64,
@@ -272,6 +276,7 @@ pub(crate) fn test_row(id: TokenId, expires_at_ms: u64) -> AccessRow {
         subject: CompactString::default(),
         scope: "a b".into(),
         audience: "https://api.example".into(),
+        jkt: None,
         format: TokenFormat::Opaque,
         grant: GrantType::ClientCredentials,
         issued_at_ms: 1000,

@@ -18,8 +18,9 @@ use super::StoreError;
 /// transaction that makes it, with that transaction's id (`xid`): the change feed reads them in
 /// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, each token's `key_hash` (its
 /// key's lock number, which a decision reads the key's live tokens by), and the fingerprints of
-/// the keys every node must share. Version 3 added each token's audience set (empty for the
-/// tokens stored before: their `key_hash` stays right, as the audience counts only when set).
+/// the keys every node must share. Version 3 added each token's audience set and the thumbprint
+/// of the DPoP key it is bound to (empty for the tokens stored before: their `key_hash` stays
+/// right, as both count only when set).
 const MIGRATIONS: &[&str] = &[
     "
 CREATE SEQUENCE token_seq;
@@ -57,6 +58,8 @@ CREATE TABLE tokengate_keys (name text PRIMARY KEY, fingerprint text NOT NULL);
     "
 ALTER TABLE access_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
 ALTER TABLE refresh_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
+ALTER TABLE access_tokens ADD COLUMN jkt bytea;
+ALTER TABLE refresh_tokens ADD COLUMN jkt bytea;
 ",
 ];
 

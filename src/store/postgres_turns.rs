@@ -19,6 +19,7 @@ use super::postgres_sql::{ms, Failure};
 use super::postgres_write::{write, GROUP_TIMEOUT};
 use super::shared::{KeyName, KeyRows};
 use super::{StoreError, StoreOp};
+use crate::domain::thumbprint::Thumbprint;
 
 /// How long a requester may take to decide once it has its turn (it only takes an in-memory
 /// lock): past it, its changes are left out and its ack fails.
@@ -42,11 +43,11 @@ const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[])
 /// The live rows of the keys whose lock numbers are `$1` (a row of another key with the same
 /// number is read too, and left out by its name), in the layout [`push_row`] reads.
 const LIVE_ROWS: &str = "SELECT t.seq, 0::int2, t.id, t.client_id, t.subject, t.scope, t.format, \
-     t.grant_type, t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.refresh_id, t.audience
+     t.grant_type, t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.refresh_id, t.audience, t.jkt
      FROM access_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state = 0 AND t.expires_at_ms > $2
    UNION ALL
      SELECT t.seq, 1::int2, t.id, t.client_id, t.subject, t.scope, 'refresh', 'refresh_token', \
-     t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.access_id, t.audience
+     t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.access_id, t.audience, t.jkt
      FROM refresh_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state IN (0, 3) \
        AND t.expires_at_ms > $2
    ORDER BY 1";
@@ -152,22 +153,23 @@ async fn live_rows(tx: &Transaction<'_>, keys: &[KeyName], now: u64) -> Result<H
     let rows = tx.query(&stmt, &[&ids, &ms(now)]).await?;
     let snap = snapshot_of(&rows);
     let mut by_key: HashMap<KeyName, KeyRows> = HashMap::new();
-    let name = |client_id: &Arc<str>, subject: &CompactString, scope: &Arc<str>, audience: &Arc<str>| KeyName {
-        client_id: client_id.clone(),
-        subject: subject.clone(),
-        scope: scope.clone(),
-        audience: audience.clone(),
+    let name = |r: (&Arc<str>, &CompactString, &Arc<str>, &Arc<str>, Option<Thumbprint>)| KeyName {
+        client_id: r.0.clone(),
+        subject: r.1.clone(),
+        scope: r.2.clone(),
+        audience: r.3.clone(),
+        jkt: r.4,
     };
     for a in snap.access {
         by_key
-            .entry(name(&a.client_id, &a.subject, &a.scope, &a.audience))
+            .entry(name((&a.client_id, &a.subject, &a.scope, &a.audience, a.jkt)))
             .or_default()
             .access
             .push(a);
     }
     for r in snap.refresh {
         by_key
-            .entry(name(&r.client_id, &r.subject, &r.scope, &r.audience))
+            .entry(name((&r.client_id, &r.subject, &r.scope, &r.audience, r.jkt)))
             .or_default()
             .refresh
             .push(r);

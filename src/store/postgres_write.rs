@@ -15,16 +15,16 @@ use super::StoreOp;
 use crate::domain::ids::TokenId;
 
 const INSERT_ACCESS: &str = "INSERT INTO access_tokens (id, client_id, subject, scope, format, \
-     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id, key_hash, audience)
-     SELECT a, b, c, d, e, f, g, h, i, j, k, l, m FROM unnest($1::bytea[], $2::text[], $3::text[], \
-     $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int2[], $10::bytea[], \
-     $11::bytea[], $12::int8[], $13::text[]) \
-     WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n) ORDER BY n";
+     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id, key_hash, audience, jkt)
+     SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, o FROM unnest($1::bytea[], $2::text[], \
+     $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int2[], \
+     $10::bytea[], $11::bytea[], $12::int8[], $13::text[], $14::bytea[]) \
+     WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, o, n) ORDER BY n";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (id, client_id, subject, scope, family, \
-     issued_at_ms, expires_at_ms, access_id, state, key_hash, audience)
-     SELECT a, b, c, d, e, f, g, h, i, j, k FROM unnest($1::bytea[], $2::text[], $3::text[], \
+     issued_at_ms, expires_at_ms, access_id, state, key_hash, audience, jkt)
+     SELECT a, b, c, d, e, f, g, h, i, j, k, l FROM unnest($1::bytea[], $2::text[], $3::text[], \
      $4::text[], $5::bytea[], $6::int8[], $7::int8[], $8::bytea[], $9::int2[], $10::int8[], \
-     $11::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, n) ORDER BY n";
+     $11::text[], $12::bytea[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, n) ORDER BY n";
 const UPDATE_ACCESS: &str = "UPDATE access_tokens t SET state = u.state \
      FROM unnest($1::bytea[], $2::int2[]) AS u(id, state) WHERE t.id = u.id";
 const UPDATE_REFRESH: &str = "UPDATE refresh_tokens t SET state = u.state \
@@ -67,6 +67,7 @@ struct AccessColumns<'a> {
     refresh_id: Vec<Option<&'a [u8]>>,
     key_hash: Vec<i64>,
     audience: Vec<&'a str>,
+    jkt: Vec<Option<&'a [u8]>>,
 }
 
 #[derive(Default)]
@@ -82,6 +83,7 @@ struct RefreshColumns<'a> {
     state: Vec<i16>,
     key_hash: Vec<i64>,
     audience: Vec<&'a str>,
+    jkt: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> Columns<'a> {
@@ -104,8 +106,9 @@ impl<'a> Columns<'a> {
                     a.family.push(r.family.as_ref().map(|f| &f[..]));
                     a.refresh_id.push(r.refresh_id.as_ref().map(|i| &i.0[..]));
                     a.key_hash
-                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience));
+                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience, r.jkt.as_ref()));
                     a.audience.push(&r.audience);
+                    a.jkt.push(r.jkt.as_ref().map(|t| &t.0[..]));
                     (ACCESS, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::InsertRefresh(r) => {
@@ -120,8 +123,9 @@ impl<'a> Columns<'a> {
                     f.access_id.push(&r.access_id.0);
                     f.state.push(r.state as i16);
                     f.key_hash
-                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience));
+                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience, r.jkt.as_ref()));
                     f.audience.push(&r.audience);
+                    f.jkt.push(r.jkt.as_ref().map(|t| &t.0[..]));
                     (REFRESH, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::SetAccessState {
@@ -211,6 +215,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &a.refresh_id,
                 &a.key_hash,
                 &a.audience,
+                &a.jkt,
             ],
         )
         .await?;
@@ -232,6 +237,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &r.state,
                 &r.key_hash,
                 &r.audience,
+                &r.jkt,
             ],
         )
         .await?;

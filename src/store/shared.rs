@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::{AccessRow, Ack, RefreshRow, StoreOp, TokenStore};
 use crate::domain::ids::{TokenId, TokenState};
+use crate::domain::thumbprint::Thumbprint;
 
 /// A token key as a shared store locks and reads it: client id, subject and canonical scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -20,26 +21,45 @@ pub struct KeyName {
     pub subject: CompactString,
     pub scope: Arc<str>,
     pub audience: Arc<str>,
+    pub jkt: Option<Thumbprint>,
 }
 
 impl KeyName {
     /// The key's 64-bit lock number, the same on every node: the first 8 bytes of a SHA-256
     /// over the three parts, each length-prefixed (so no two keys share an encoding).
     pub fn lock_id(&self) -> i64 {
-        lock_id(&self.client_id, &self.subject, &self.scope, &self.audience)
+        lock_id(
+            &self.client_id,
+            &self.subject,
+            &self.scope,
+            &self.audience,
+            self.jkt.as_ref(),
+        )
     }
 }
 
 /// [`KeyName::lock_id`] of the key with these parts; the store also keeps it with every token
-/// (`key_hash`), the column its live tokens are read by. The audience counts only when there is
-/// one: the keys of tokens stored before audiences keep the numbers they were stored with.
-pub fn lock_id(client_id: &str, subject: &str, scope: &str, audience: &str) -> i64 {
+/// (`key_hash`), the column its live tokens are read by. The audience and the DPoP key count
+/// only when there is one: the keys of tokens stored before them keep the numbers they were
+/// stored with.
+pub fn lock_id(client_id: &str, subject: &str, scope: &str, audience: &str, jkt: Option<&Thumbprint>) -> i64 {
     let mut h = Sha256::new();
-    let parts = [client_id, subject, scope, audience];
-    let used = if audience.is_empty() { 3 } else { 4 };
+    let jkt = jkt.map(|t| &t.0[..]);
+    let parts: [&[u8]; 5] = [
+        client_id.as_bytes(),
+        subject.as_bytes(),
+        scope.as_bytes(),
+        audience.as_bytes(),
+        jkt.unwrap_or_default(),
+    ];
+    let used = match (audience.is_empty(), jkt.is_none()) {
+        (true, true) => 3,
+        (false, true) => 4,
+        _ => 5,
+    };
     for part in &parts[..used] {
         h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
     let digest = h.finalize();
     let mut first = [0u8; 8];
@@ -222,6 +242,7 @@ mod tests {
             subject: s.into(),
             scope: sc.into(),
             audience: "".into(),
+            jkt: None,
         };
         assert_eq!(key("a", "b", "c").lock_id(), key("a", "b", "c").lock_id());
         assert_ne!(key("ab", "", "c").lock_id(), key("a", "b", "c").lock_id());
@@ -235,5 +256,14 @@ mod tests {
             key("app", "", "a b").lock_id(),
             "the audience is part of the key"
         );
+        let mut bound = key("app", "", "a b");
+        bound.jkt = Some(Thumbprint([3; 32]));
+        assert_ne!(
+            bound.lock_id(),
+            key("app", "", "a b").lock_id(),
+            "the DPoP key is part of the key"
+        );
+        aimed.jkt = bound.jkt;
+        assert_ne!(bound.lock_id(), aimed.lock_id());
     }
 }

@@ -16,6 +16,7 @@ use super::{AccessRow, RefreshRow, SharedNames, Snapshot, StoreError, StoreOp};
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, IdHasher, TokenId, TokenState};
+use crate::domain::thumbprint::Thumbprint;
 use crate::fsutil;
 
 pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
     subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
     issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB,
-    audience TEXT NOT NULL DEFAULT ''
+    audience TEXT NOT NULL DEFAULT '', jkt BLOB
 );
 DROP INDEX IF EXISTS tokens_expiry;
 CREATE TABLE IF NOT EXISTS state_changes (
@@ -60,7 +61,7 @@ pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreErr
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
     purge::enable_incremental_vacuum(&conn).map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
-    add_audience_column(&conn).map_err(db_err)?;
+    add_missing_columns(&conn).map_err(db_err)?;
     conn.pragma_update(None, "wal_autocheckpoint", checkpoint::HARD_LIMIT_FRAMES)
         .map_err(db_err)?;
     // A WAL that grew past this many bytes (a burst the checkpoints could not keep up with) is
@@ -71,22 +72,25 @@ pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
-/// Stores made before tokens had audiences get the column, empty for the tokens they hold.
-fn add_audience_column(conn: &Connection) -> rusqlite::Result<()> {
-    let has_it: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'audience'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_it {
-        conn.execute_batch("ALTER TABLE tokens ADD COLUMN audience TEXT NOT NULL DEFAULT ''")?;
+/// Stores made before tokens had audiences and DPoP keys get the columns, empty for the tokens
+/// they hold.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (name, definition) in [("audience", "TEXT NOT NULL DEFAULT ''"), ("jkt", "BLOB")] {
+        let has_it: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('tokens') WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !has_it {
+            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {name} {definition}"))?;
+        }
     }
     Ok(())
 }
 
 const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, \
-     issued_at_ms, expires_at_ms, family, link, audience) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     issued_at_ms, expires_at_ms, family, link, audience, jkt) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires_at_ms) VALUES (?1, ?2, ?3, ?4)";
 
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
@@ -132,6 +136,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> r
                     r.family.as_ref().map(|f| &f[..]),
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
                     &*r.audience,
+                    r.jkt.as_ref().map(|t| &t.0[..]),
                 ])?;
                 token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
@@ -152,6 +157,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> r
                     &r.family[..],
                     &r.access_id.0[..],
                     &*r.audience,
+                    r.jkt.as_ref().map(|t| &t.0[..]),
                 ])?;
                 token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
@@ -220,7 +226,7 @@ pub(super) fn load(
     let mut snap = Snapshot::default();
     let mut stmt = conn.prepare(
         "SELECT kind, id, client_id, subject, scope, format, grant_type, issued_at_ms, expires_at_ms, family, link,
-         audience FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
+         audience, jkt FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([now as i64])?;
     let mut names = SharedNames::default();
@@ -241,6 +247,10 @@ pub(super) fn load(
             shared(text(row, 4)?),
             shared(text(row, 11)?),
         );
+        let jkt: Option<Vec<u8>> = row.get(12)?;
+        let jkt = jkt
+            .and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok())
+            .map(Thumbprint);
         if kind == ACCESS {
             // A row this version cannot read (a format or grant it does not know) is left out.
             let (Some(format), Some(grant)) = (TokenFormat::parse(text(row, 5)?), GrantType::parse(text(row, 6)?))
@@ -256,6 +266,7 @@ pub(super) fn load(
                 subject,
                 scope,
                 audience,
+                jkt,
                 format,
                 grant,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
@@ -275,6 +286,7 @@ pub(super) fn load(
                 subject,
                 scope,
                 audience,
+                jkt,
                 family,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
                 expires_at_ms: row.get::<_, i64>(8)? as u64,

@@ -82,6 +82,7 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
         subject: "alice".into(),
         scope: "a".into(),
         audience: "".into(),
+        jkt: None,
         family: [9; 16],
         issued_at_ms: 1,
         expires_at_ms: 10_000,

@@ -97,7 +97,7 @@ async fn the_audience_survives_a_restart() {
     let e = engine(dir.path(), sqlite(dir.path()));
     e.restore().await.unwrap();
     let rec = e.index().access(&e.access_id(&token).unwrap()).unwrap();
-    assert_eq!(rec.key.audience.as_str(), "https://orders.example");
+    assert_eq!(rec.key.audience().as_str(), "https://orders.example");
     let again = e
         .issue(aimed(TokenFormat::Opaque, "https://orders.example"))
         .await

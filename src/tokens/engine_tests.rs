@@ -30,6 +30,7 @@ pub(super) fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> 
         subject: "",
         scope: ScopeSet::parse("a b").unwrap(),
         audience: AudienceSet::one("https://api.example").unwrap(),
+        jkt: None,
         policy: RenewPolicy {
             enable,
             allowed_grant_types: GrantSet::of(&[GrantType::ClientCredentials]),

@@ -23,7 +23,42 @@ use super::record::SlotEntry;
 use super::record::{AccessRecord, RefreshRecord, TokenId};
 pub use super::record::{KeySlot, KeyState};
 use crate::domain::audience::AudienceSet;
-use crate::domain::key::{ScopeSet, TokenKey};
+use crate::domain::key::{Aim, ScopeSet, TokenKey};
+use crate::domain::thumbprint::Thumbprint;
+use crate::store::{AccessRow, RefreshRow};
+
+/// The key parts of a stored row.
+pub struct StoredKey<'a> {
+    pub client_id: &'a str,
+    pub subject: &'a str,
+    pub scope: &'a str,
+    pub audience: &'a Arc<str>,
+    pub jkt: Option<Thumbprint>,
+}
+
+impl<'a> From<&'a AccessRow> for StoredKey<'a> {
+    fn from(r: &'a AccessRow) -> StoredKey<'a> {
+        StoredKey {
+            client_id: &r.client_id,
+            subject: &r.subject,
+            scope: &r.scope,
+            audience: &r.audience,
+            jkt: r.jkt,
+        }
+    }
+}
+
+impl<'a> From<&'a RefreshRow> for StoredKey<'a> {
+    fn from(r: &'a RefreshRow) -> StoredKey<'a> {
+        StoredKey {
+            client_id: &r.client_id,
+            subject: &r.subject,
+            scope: &r.scope,
+            audience: &r.audience,
+            jkt: r.jkt,
+        }
+    }
+}
 
 /// The index itself.
 #[derive(Default)]
@@ -32,6 +67,8 @@ pub struct TokenIndex {
     refresh: IdSet<RefreshRecord>,
     keys: DashMap<SlotEntry, ()>,
     names: Interner,
+    /// The keys' audiences and DPoP keys, one copy each.
+    aims: DashMap<Arc<Aim>, ()>,
     /// Access and refresh tokens per client, kept as records enter and leave the two sets.
     clients: ClientCounts,
 }
@@ -93,21 +130,42 @@ impl TokenIndex {
 
     /// The key `(client_id, subject, scope, audience)`, its client id, scope set and audience
     /// set shared with the other keys that have the same ones.
-    pub fn key(&self, client_id: &str, subject: &str, scope: &ScopeSet, audience: &AudienceSet) -> TokenKey {
+    pub fn key(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scope: &ScopeSet,
+        audience: &AudienceSet,
+        jkt: Option<Thumbprint>,
+    ) -> TokenKey {
         TokenKey {
             client_id: self.names.intern(client_id),
             subject: subject.into(),
             scope: ScopeSet::from_canonical(self.names.shared(Arc::clone(scope.shared()))),
-            audience: AudienceSet::from_canonical(self.names.shared(Arc::clone(audience.shared()))),
+            aim: self.aim(Aim {
+                audience: AudienceSet::from_canonical(self.names.shared(Arc::clone(audience.shared()))),
+                jkt,
+            }),
+        }
+    }
+
+    /// The shared copy of `aim`, made on first use.
+    fn aim(&self, aim: Aim) -> Arc<Aim> {
+        if let Some(e) = self.aims.get(&aim) {
+            return Arc::clone(e.key());
+        }
+        match self.aims.entry(Arc::new(aim)) {
+            Entry::Occupied(o) => Arc::clone(o.key()),
+            Entry::Vacant(v) => Arc::clone(v.insert(()).key()),
         }
     }
 
     /// The slot of the key a stored row names (its scope and audience as stored, canonical);
     /// `None` for a scope this version cannot read.
-    pub fn stored_key_slot(&self, client_id: &str, subject: &str, scope: &str, audience: &str) -> Option<Arc<KeySlot>> {
-        let scope = ScopeSet::parse(scope).ok()?;
-        let audience = AudienceSet::from_canonical(Arc::from(audience));
-        Some(self.key_slot(self.key(client_id, subject, &scope, &audience)))
+    pub fn stored_key_slot(&self, row: StoredKey<'_>) -> Option<Arc<KeySlot>> {
+        let scope = ScopeSet::parse(row.scope).ok()?;
+        let audience = AudienceSet::from_canonical(Arc::clone(row.audience));
+        Some(self.key_slot(self.key(row.client_id, row.subject, &scope, &audience, row.jkt)))
     }
 
     /// The slot of `key`, created empty on first use.
@@ -160,6 +218,8 @@ impl TokenIndex {
     /// Drops the shared client ids and scope sets that no key uses any more, and the counts of
     /// clients that hold nothing.
     pub fn prune_names(&self) {
+        // First the aims, which hold audience texts the names interner may then let go.
+        self.aims.retain(|aim, _| Arc::strong_count(aim) > 1);
         self.names.prune();
         self.clients.prune();
     }

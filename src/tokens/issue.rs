@@ -84,7 +84,7 @@ impl TokenService {
         }
         let slot = self
             .index
-            .key_slot(self.index.key(p.client_id, p.subject, &p.scope, &p.audience));
+            .key_slot(self.index.key(p.client_id, p.subject, &p.scope, &p.audience, p.jkt));
         let presigned = self.presign(&slot, &p).await?;
         let turn = self.turn(&slot, !unbounded).await?;
         let pending = {
@@ -138,6 +138,7 @@ impl TokenService {
             expires_in: job.params.access_ttl_secs,
             scope: slot.scope.to_string(),
             refresh_token,
+            bound: slot.jkt().is_some(),
             outcome: Outcome::New(job.mode),
             revoked,
         };
@@ -197,6 +198,7 @@ impl TokenService {
             expires_in: expires_in_secs,
             scope: rec.key.scope.to_string(),
             refresh_token,
+            bound: rec.key.jkt().is_some(),
             outcome: Outcome::Reused,
             revoked: Vec::new(),
         };

@@ -54,6 +54,9 @@ pub struct AccessClaims<'a> {
     /// RFC 9068 section 2.2: the audience(s); a string for one, an array for several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+    /// RFC 9449 section 6.1: the DPoP key the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
     pub iat: u64,
     pub exp: u64,
     pub jti: &'a str,
@@ -317,6 +320,7 @@ mod tests {
     fn claims() -> AccessClaims<'static> {
         AccessClaims {
             aud: None,
+            cnf: None,
             iss: "http://gw",
             sub: "alice",
             client_id: "app",

@@ -93,7 +93,12 @@ impl TokenService {
                     "a refresh must ask for the scope originally granted, or none",
                 ));
             }
-            if !params.audience.is_empty() && params.audience != rec.key.audience {
+            if params.jkt.as_ref() != rec.key.jkt() {
+                return Err(ServiceError::WrongDpopKey(
+                    "a refresh must carry a DPoP proof of its grant's key (none for a bearer grant)",
+                ));
+            }
+            if !params.audience.is_empty() && &params.audience != rec.key.audience() {
                 return Err(ServiceError::InvalidTarget(
                     "a refresh must ask for the resources originally granted, or none",
                 ));
@@ -219,7 +224,7 @@ impl TokenService {
         let (mut na, mut nr) = (0, 0);
         let mut index_chunk = |Snapshot { access, refresh }: Snapshot| {
             for row in refresh {
-                let Some(key) = index.stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience) else {
+                let Some(key) = index.stored_key_slot((&row).into()) else {
                     continue;
                 };
                 let rec = refresh_record(&row, Arc::clone(&key));
@@ -230,7 +235,7 @@ impl TokenService {
                 nr += 1;
             }
             for row in access {
-                let Some(key) = index.stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience) else {
+                let Some(key) = index.stored_key_slot((&row).into()) else {
                     continue;
                 };
                 let rec = access_record(&row, Arc::clone(&key));

@@ -6,6 +6,7 @@ use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::key::ScopeSet;
 use crate::domain::policy::{Mode, RenewPolicy};
+use crate::domain::thumbprint::Thumbprint;
 use crate::store::StoreError;
 
 /// The bounds, as a token request carries them (from the live config).
@@ -28,6 +29,9 @@ pub struct IssueParams<'a> {
     pub scope: ScopeSet,
     /// Where the token may be used: the `resource`s asked for, or the default audience.
     pub audience: AudienceSet,
+    /// The DPoP key the token is to be bound to (the proof's key thumbprint); `None`: a bearer
+    /// token. A refresh must present the refreshed token's key.
+    pub jkt: Option<Thumbprint>,
     pub policy: RenewPolicy,
     pub access_ttl_secs: u64,
     /// `Some(ttl)` when a refresh token is to be issued with the access token.
@@ -63,6 +67,8 @@ pub struct Issued {
     pub expires_in: u64,
     pub scope: String,
     pub refresh_token: Option<String>,
+    /// Bound to a DPoP key: `token_type` is `DPoP`.
+    pub bound: bool,
     pub outcome: Outcome,
     /// Tokens revoked as a side effect, with why.
     pub revoked: Vec<RevokeCause>,
@@ -82,6 +88,9 @@ pub enum ServiceError {
     /// RFC 8707 `invalid_target`.
     #[error("{0}")]
     InvalidTarget(&'static str),
+    /// RFC 9449 `invalid_dpop_proof`: a refresh whose proof names another key than its grant's.
+    #[error("{0}")]
+    WrongDpopKey(&'static str),
     #[error("the token was not issued to this client")]
     NotOwner,
     /// A spent refresh token was presented again: its whole family has been revoked.

@@ -30,7 +30,8 @@ impl TokenService {
             client_id: Arc::clone(&slot.client_id),
             subject: slot.subject.clone(),
             scope: Arc::clone(slot.scope.shared()),
-            audience: Arc::clone(slot.audience.shared()),
+            audience: Arc::clone(slot.audience().shared()),
+            jkt: slot.jkt().copied(),
         });
         Ok(self.store.turn(name.as_ref()).await?)
     }
@@ -156,10 +157,7 @@ impl TokenService {
             self.dead.note(id, now + DEAD_FOUND_MS, now);
             return Ok(None);
         };
-        let Some(slot) = self
-            .index
-            .stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience)
-        else {
+        let Some(slot) = self.index.stored_key_slot((&row).into()) else {
             return Ok(None);
         };
         let rec = {
@@ -191,10 +189,7 @@ impl TokenService {
         let Some(row) = self.store.find_refresh(&id).await? else {
             return Ok(None);
         };
-        let Some(slot) = self
-            .index
-            .stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience)
-        else {
+        let Some(slot) = self.index.stored_key_slot((&row).into()) else {
             return Ok(None);
         };
         let mut st = slot.lock();

@@ -1,0 +1,358 @@
+//! DPoP (RFC 9449) end to end: tokens bound at the token endpoint, proofs checked on every
+//! proxied request, a Python client built on PyJWT and `cryptography`, and hostile proofs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::{at, Gateway, Setup, SECRET, SECRET_SHA256};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokengate::domain::format::JwtAlgorithm;
+use tokengate::tokens::jwt::JwtSigner;
+
+/// A client's DPoP key, signing proofs by hand.
+struct Prover {
+    encoding: EncodingKey,
+    alg: Algorithm,
+    jwk: Value,
+}
+
+impl Prover {
+    fn new(alg: JwtAlgorithm) -> Prover {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let signer = JwtSigner::load_or_generate(&path, alg).unwrap();
+        let pem = std::fs::read(&path).unwrap();
+        let (encoding, alg) = match alg {
+            JwtAlgorithm::ES256 => (EncodingKey::from_ec_pem(&pem).unwrap(), Algorithm::ES256),
+            JwtAlgorithm::EdDSA => (EncodingKey::from_ed_pem(&pem).unwrap(), Algorithm::EdDSA),
+            JwtAlgorithm::RS256 => (EncodingKey::from_rsa_pem(&pem).unwrap(), Algorithm::RS256),
+        };
+        let mut jwk = signer.jwk().clone();
+        for m in ["kid", "alg", "use"] {
+            jwk.as_object_mut().unwrap().remove(m);
+        }
+        Prover { encoding, alg, jwk }
+    }
+
+    fn sign(&self, claims: Value) -> String {
+        let alg = match self.alg {
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+            _ => "RS256",
+        };
+        let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": self.jwk});
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, self.alg).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    /// A fresh proof for `method` on `url`, naming `token` when given.
+    fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+        let mut claims = json!({
+            "jti": uuid_like(),
+            "htm": method,
+            "htu": url,
+            "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        });
+        if let Some(t) = token {
+            claims["ath"] = B64.encode(Sha256::digest(t.as_bytes())).into();
+        }
+        self.sign(claims)
+    }
+
+    /// The RFC 7638 thumbprint of the key, as `jkt`.
+    fn jkt(&self) -> String {
+        let members: &[&str] = match self.jwk["kty"].as_str().unwrap() {
+            "EC" => &["crv", "kty", "x", "y"],
+            "RSA" => &["e", "kty", "n"],
+            _ => &["crv", "kty", "x"],
+        };
+        let canonical: serde_json::Map<String, Value> =
+            members.iter().map(|m| (m.to_string(), self.jwk[*m].clone())).collect();
+        B64.encode(Sha256::digest(Value::Object(canonical).to_string().as_bytes()))
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("jti-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn setup() -> Setup {
+    Setup {
+        oauth: String::new(),
+        extra: format!(
+            "[[clients]]\nid = \"must-app\"\nsecret_sha256 = \"{SECRET_SHA256}\"\ntoken_type = \"opaque\"\n\
+             grant_types = [\"client_credentials\"]\nscopes = [\"a\"]\ndpop = \"required\"\n"
+        ),
+    }
+}
+
+fn token_url(gw: &Gateway) -> String {
+    format!("{}/oauth2/token", gw.base)
+}
+
+/// A token request with an optional proof.
+fn token(gw: &Gateway, client: &str, form: &[(&str, &str)], proof: Option<&str>) -> (u16, Value) {
+    let mut req = gw.http.post(token_url(gw)).basic_auth(client, Some(SECRET)).form(form);
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+fn cc(gw: &Gateway, client: &str, prover: Option<&Prover>) -> (u16, Value) {
+    let proof = prover.map(|p| p.proof("POST", &token_url(gw), None));
+    token(gw, client, &[("grant_type", "client_credentials")], proof.as_deref())
+}
+
+/// GET /api/x with `Authorization: <scheme> <token>` and the given proof; status and challenge.
+fn call(gw: &Gateway, scheme: &str, token: &str, proof: Option<&str>) -> (u16, String) {
+    let mut req = gw
+        .http
+        .get(format!("{}/api/x", gw.base))
+        .header("Authorization", format!("{scheme} {token}"));
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    let r = req.send().unwrap();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status().as_u16(), challenge)
+}
+
+fn api_url(gw: &Gateway) -> String {
+    format!("{}/api/x", gw.base)
+}
+
+#[test]
+fn a_bound_token_passes_only_with_a_fresh_proof_of_its_key() {
+    let gw = Gateway::start(setup());
+    let key = Prover::new(JwtAlgorithm::ES256);
+    let (status, body) = cc(&gw, "jwt-app", Some(&key));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let t = at(&body).to_string();
+    let payload: Value = serde_json::from_slice(&B64.decode(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        payload["cnf"]["jkt"],
+        key.jkt(),
+        "JWT cnf.jkt is the key's RFC 7638 thumbprint"
+    );
+    let info = gw.introspect("jwt-app", &t);
+    assert_eq!(info["cnf"]["jkt"], key.jkt());
+    assert_eq!(info["token_type"], "DPoP");
+
+    let proof = key.proof("GET", &api_url(&gw), Some(&t));
+    assert_eq!(call(&gw, "DPoP", &t, Some(&proof)).0, 200);
+    let (status, challenge) = call(&gw, "DPoP", &t, Some(&proof));
+    assert_eq!(status, 401, "a replayed proof");
+    assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+
+    let (status, challenge) = call(&gw, "Bearer", &t, None);
+    assert_eq!(status, 401, "a bound token sent as a bearer token");
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+
+    let other = Prover::new(JwtAlgorithm::ES256);
+    let url = api_url(&gw);
+    let hostile = [
+        ("no proof", None),
+        ("another key", Some(other.proof("GET", &url, Some(&t)))),
+        ("another token", Some(key.proof("GET", &url, Some("another-token")))),
+        ("no ath", Some(key.proof("GET", &url, None))),
+        ("wrong htm", Some(key.proof("POST", &url, Some(&t)))),
+        (
+            "wrong htu",
+            Some(key.proof("GET", &format!("{}/api/y", gw.base), Some(&t))),
+        ),
+    ];
+    for (what, proof) in hostile {
+        let (status, challenge) = call(&gw, "DPoP", &t, proof.as_deref());
+        assert_eq!(status, 401, "{what}");
+        assert!(challenge.contains("invalid_dpop_proof"), "{what}: {challenge}");
+    }
+    // A bearer token presented with the DPoP scheme.
+    let bearer = at(&gw.cc("other-app")).to_string();
+    let proof = key.proof("GET", &url, Some(&bearer));
+    assert_eq!(call(&gw, "DPoP", &bearer, Some(&proof)).0, 401);
+    assert_eq!(call(&gw, "Bearer", &bearer, None).0, 200, "bearer tokens are as before");
+}
+
+#[test]
+fn every_proof_algorithm_binds() {
+    let gw = Gateway::start(setup());
+    for alg in [JwtAlgorithm::EdDSA, JwtAlgorithm::RS256] {
+        let key = Prover::new(alg);
+        let (status, body) = cc(&gw, "opaque-app", Some(&key));
+        assert_eq!(status, 200, "{alg:?}: {body}");
+        let t = at(&body).to_string();
+        let proof = key.proof("GET", &api_url(&gw), Some(&t));
+        assert_eq!(call(&gw, "DPoP", &t, Some(&proof)).0, 200, "{alg:?}");
+    }
+}
+
+#[test]
+fn hostile_proofs_at_the_token_endpoint_are_invalid_dpop_proof() {
+    let gw = Gateway::start(setup());
+    let key = Prover::new(JwtAlgorithm::ES256);
+    let url = token_url(&gw);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let replayed = key.proof("POST", &url, None);
+    assert_eq!(
+        token(&gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&replayed)).0,
+        200
+    );
+    let mut private = key.jwk.clone();
+    private["d"] = "c2VjcmV0".into();
+    let none = format!(
+        "{}.{}.",
+        B64.encode(json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk}).to_string()),
+        B64.encode(json!({"jti": "n1", "htm": "POST", "htu": url, "iat": now}).to_string())
+    );
+    let with_private = {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private});
+        let claims = json!({"jti": "p1", "htm": "POST", "htu": url, "iat": now});
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, key.alg).unwrap();
+        format!("{input}.{sig}")
+    };
+    let cases = [
+        ("replayed", replayed),
+        (
+            "stale iat",
+            key.sign(json!({"jti": "s1", "htm": "POST", "htu": url, "iat": now - 600})),
+        ),
+        ("wrong htm", key.proof("GET", &url, None)),
+        (
+            "wrong htu",
+            key.proof("POST", &format!("{}/oauth2/revoke", gw.base), None),
+        ),
+        ("alg none", none),
+        ("a private key in jwk", with_private),
+        ("not a JWT", "abc.def".into()),
+    ];
+    for (what, proof) in cases {
+        let (status, body) = token(&gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&proof));
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_dpop_proof", "{what}");
+    }
+}
+
+#[test]
+fn a_client_may_be_required_to_use_dpop() {
+    let gw = Gateway::start(setup());
+    let (status, body) = cc(&gw, "must-app", None);
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_dpop_proof")));
+    let key = Prover::new(JwtAlgorithm::ES256);
+    let (status, body) = cc(&gw, "must-app", Some(&key));
+    assert_eq!((status, body["token_type"].as_str()), (200, Some("DPoP")));
+    let metadata = gw.metadata();
+    assert_eq!(
+        metadata["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA", "RS256", "PS256"])
+    );
+}
+
+#[test]
+fn the_dpop_key_is_part_of_the_renewal_key() {
+    let gw = Gateway::start(setup());
+    let (a, b) = (Prover::new(JwtAlgorithm::ES256), Prover::new(JwtAlgorithm::ES256));
+    let first = at(&cc(&gw, "opaque-app", Some(&a)).1).to_string();
+    assert_eq!(
+        at(&cc(&gw, "opaque-app", Some(&a)).1),
+        first,
+        "opaque single mode: the same token"
+    );
+    assert_ne!(
+        at(&cc(&gw, "opaque-app", Some(&b)).1),
+        first,
+        "never handed to another key"
+    );
+    assert_ne!(at(&cc(&gw, "opaque-app", None).1), first, "nor to a bearer request");
+}
+
+#[test]
+fn a_refresh_needs_a_proof_of_the_grants_key() {
+    let gw = Gateway::start(setup());
+    let key = Prover::new(JwtAlgorithm::ES256);
+    let url = token_url(&gw);
+    let password = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "alice-password"),
+    ];
+    let (status, body) = token(&gw, "jwt-app", &password, Some(&key.proof("POST", &url, None)));
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    let other = Prover::new(JwtAlgorithm::ES256);
+    for (what, proof) in [
+        ("no proof", None),
+        ("another key", Some(other.proof("POST", &url, None))),
+    ] {
+        let (status, body) = token(&gw, "jwt-app", &form, proof.as_deref());
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{what}"
+        );
+    }
+    let (status, body) = token(&gw, "jwt-app", &form, Some(&key.proof("POST", &url, None)));
+    assert_eq!((status, body["token_type"].as_str()), (200, Some("DPoP")), "{body}");
+}
+
+/// A client written in Python with PyJWT and `cryptography`: it makes its own key, asks for a
+/// bound token and calls the API with a proof, as a real DPoP client would.
+#[test]
+fn a_python_client_gets_and_uses_a_bound_token() {
+    let gw = Gateway::start(setup());
+    let script = r#"
+import base64, hashlib, json, sys, time, uuid, urllib.request
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+base, client, secret = sys.argv[1:4]
+key = ec.generate_private_key(ec.SECP256R1())
+jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+
+def proof(method, url, token=None):
+    claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time())}
+    if token:
+        claims["ath"] = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+    return jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk})
+
+basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
+req = urllib.request.Request(base + "/oauth2/token", data=b"grant_type=client_credentials",
+    headers={"Authorization": "Basic " + basic, "DPoP": proof("POST", base + "/oauth2/token"),
+             "Content-Type": "application/x-www-form-urlencoded"})
+answer = json.load(urllib.request.urlopen(req))
+token = answer["access_token"]
+api = urllib.request.Request(base + "/api/x",
+    headers={"Authorization": "DPoP " + token, "DPoP": proof("GET", base + "/api/x", token)})
+status = urllib.request.urlopen(api).status
+print(answer["token_type"], status)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &gw.base, "jwt-app", SECRET])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "PyJWT and cryptography are needed (scripts/test.sh installs them): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "DPoP 200");
+}

@@ -160,7 +160,7 @@ fn bearer_benches(c: &mut Criterion) {
             &route,
             Some(header),
             now_ms(),
-            |_, _| Ok(())
+            |_, _| Err(bearer::BearerError::Invalid)
         ))
         .is_ok());
         g.bench_function(name, |b| {
@@ -172,7 +172,7 @@ fn bearer_benches(c: &mut Criterion) {
                         &route,
                         Some(header),
                         now_ms(),
-                        |_, _| Ok(()),
+                        |_, _| Err(bearer::BearerError::Invalid),
                     ))
                     .is_ok(),
                 )

@@ -356,3 +356,44 @@ print(answer["token_type"], status)
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "DPoP 200");
 }
+
+/// Cluster mode: a proof accepted at one node is refused at another (each proof's digest is
+/// recorded in the database), and a bound token issued at one node is checked at the other.
+#[test]
+fn a_proof_used_at_one_node_is_refused_at_another() {
+    use common::cluster::{Cluster, ISSUER};
+    let c = Cluster::start(2, setup());
+    let (a, b) = (c.gw(0), c.gw(1));
+    let key = Prover::new(JwtAlgorithm::ES256);
+    // Both nodes publish the shared issuer's URLs: a proof names those.
+    let token_url = format!("{ISSUER}/oauth2/token");
+    let issuing = key.proof("POST", &token_url, None);
+    let (status, body) = token(a, "jwt-app", &[("grant_type", "client_credentials")], Some(&issuing));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = token(b, "jwt-app", &[("grant_type", "client_credentials")], Some(&issuing));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "replayed at B"
+    );
+
+    let t = at(&body_of(a, &key, &token_url)).to_string();
+    let api = format!("{ISSUER}/api/x");
+    let proof = key.proof("GET", &api, Some(&t));
+    assert_eq!(
+        call(b, "DPoP", &t, Some(&proof)).0,
+        200,
+        "a bound token from A, checked at B"
+    );
+    let (status, challenge) = call(a, "DPoP", &t, Some(&proof));
+    assert_eq!(status, 401, "the same proof at A");
+    assert!(challenge.contains("already used"), "{challenge}");
+}
+
+/// A bound token for `key` from `gw`.
+fn body_of(gw: &Gateway, key: &Prover, token_url: &str) -> Value {
+    let proof = key.proof("POST", token_url, None);
+    let (status, body) = token(gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&proof));
+    assert_eq!(status, 200, "{body}");
+    body
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::config::routes::Route;
 use crate::config::Config;
 use crate::metrics::Validation;
+use crate::oauth::dpop::Accepted;
 use crate::reply::Reply;
 use crate::tokens::record::AccessRecord;
 use crate::tokens::service::TokenService;
@@ -209,7 +210,7 @@ pub async fn authorize(
     route: &Route,
     header: Option<&[u8]>,
     now_ms: u64,
-    check_proof: impl FnOnce(&AccessRecord, &str) -> Result<(), BearerError>,
+    check_proof: impl FnOnce(&AccessRecord, &str) -> Result<Accepted, BearerError>,
 ) -> Result<Arc<AccessRecord>, BearerError> {
     let (scheme, token) = credentials(header)?;
     let stale_after_ms = config.start.store.stale_after.as_millis() as u64;
@@ -231,7 +232,18 @@ pub async fn authorize(
     match scheme {
         Scheme::Bearer if rec.key.jkt().is_some() => return Err(BearerError::DpopRequired),
         Scheme::Bearer => {}
-        Scheme::Dpop => check_proof(&rec, token)?,
+        Scheme::Dpop => {
+            let accepted = check_proof(&rec, token)?;
+            // In a cluster, a proof accepted at another node is refused here too.
+            let store = tokens.store();
+            if store.is_shared() {
+                match store.first_use(accepted.seen, accepted.forget_at, now_ms / 1000).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(BearerError::BadProof("this DPoP proof was already used")),
+                    Err(_) => return Err(BearerError::Unavailable),
+                }
+            }
+        }
     }
     if let Some(audience) = &route.audience {
         if !rec.key.audience().contains(audience) {

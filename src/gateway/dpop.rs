@@ -7,7 +7,7 @@ use pingora::proxy::Session;
 
 use super::bearer::BearerError;
 use crate::config::Config;
-use crate::oauth::dpop::{self, normal_url, Expected, ProofError};
+use crate::oauth::dpop::{self, normal_url, Accepted, Expected, ProofError};
 use crate::oauth::replay::{ReplayCache, ReplayError};
 use crate::tokens::record::AccessRecord;
 
@@ -57,7 +57,7 @@ pub fn check_bound(
     config: &Config,
     replay: &ReplayCache,
     now_secs: u64,
-) -> Result<(), BearerError> {
+) -> Result<Accepted, BearerError> {
     let Some(bound_to) = rec.key.jkt() else {
         return Err(BearerError::NotDpopBound);
     };
@@ -75,7 +75,7 @@ pub fn check_bound(
         max_age_secs: config.oauth.dpop_proof_max_age_secs,
     };
     match dpop::verify(proof, &expected, replay) {
-        Ok(jkt) if jkt == *bound_to => Ok(()),
+        Ok(accepted) if accepted.jkt == *bound_to => Ok(accepted),
         Ok(_) => Err(BearerError::BadProof("the DPoP proof is not signed by the token's key")),
         Err(ProofError::Replay(ReplayError::Full)) => Err(BearerError::Unavailable),
         Err(ProofError::Replay(ReplayError::Replayed)) => {

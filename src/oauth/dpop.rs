@@ -56,9 +56,18 @@ struct ProofClaims {
     ath: Option<String>,
 }
 
-/// Checks `proof` (the `DPoP` header) against `expected`, records its `jti` in `replay`, and
-/// returns the thumbprint of its key.
-pub fn verify(proof: &str, expected: &Expected<'_>, replay: &ReplayCache) -> Result<Thumbprint, ProofError> {
+/// A proof accepted: its key, and what a cluster records of it so that no other node accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub jkt: Thumbprint,
+    /// The digest of the key and the `jti` ([`super::replay::digest`]).
+    pub seen: [u8; 16],
+    /// When it may be forgotten (unix seconds): the proof is too old by then.
+    pub forget_at: u64,
+}
+
+/// Checks `proof` (the `DPoP` header) against `expected` and records its `jti` in `replay`.
+pub fn verify(proof: &str, expected: &Expected<'_>, replay: &ReplayCache) -> Result<Accepted, ProofError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(ProofError::Invalid("the DPoP proof is too long"));
     }
@@ -67,8 +76,9 @@ pub fn verify(proof: &str, expected: &Expected<'_>, replay: &ReplayCache) -> Res
     let claims = signed_claims(proof, alg, jwk)?;
     check_claims(&claims, expected)?;
     let forget_at = claims.iat.max(expected.now) + expected.max_age_secs + FUTURE_LEEWAY_SECS;
-    replay.first_use(&jkt.0, &claims.jti, expected.now, forget_at)?;
-    Ok(jkt)
+    let seen = super::replay::digest(&jkt.0, &claims.jti);
+    replay.first_use_of(seen, expected.now, forget_at)?;
+    Ok(Accepted { jkt, seen, forget_at })
 }
 
 /// The proof's algorithm and public key, from a header that says it is a DPoP proof.

@@ -4,6 +4,7 @@
 use super::deps::OAuthDeps;
 use super::dpop::{self, normal_url, Expected, ProofError};
 use super::errors::OAuthError;
+use super::token_endpoint::service_error;
 use crate::config::model::Client;
 use crate::config::Config;
 use crate::domain::ids::now_ms;
@@ -11,7 +12,7 @@ use crate::domain::thumbprint::Thumbprint;
 
 /// The key the request's tokens are to be bound to, from its proof; `None` for a bearer request.
 /// `proof` is the request's `DPoP` header and `url` the URL it reached.
-pub fn binding(
+pub async fn binding(
     deps: OAuthDeps<'_>,
     config: &Config,
     client: &Client,
@@ -36,13 +37,23 @@ pub fn binding(
         now: now_ms() / 1000,
         max_age_secs: config.oauth.dpop_proof_max_age_secs,
     };
-    match dpop::verify(proof, &expected, deps.proofs) {
-        Ok(jkt) => Ok(Some(jkt)),
+    let accepted = match dpop::verify(proof, &expected, deps.proofs) {
+        Ok(accepted) => accepted,
         Err(ProofError::Replay(super::replay::ReplayError::Full)) => {
-            Err(OAuthError::TemporarilyUnavailable { retry_after_secs: 1 })
+            return Err(OAuthError::TemporarilyUnavailable { retry_after_secs: 1 })
         }
-        Err(e) => Err(OAuthError::InvalidDpopProof(e.to_string())),
+        Err(e) => return Err(OAuthError::InvalidDpopProof(e.to_string())),
+    };
+    // In a cluster, a proof accepted at another node is refused here too.
+    let store = deps.tokens.store();
+    if store.is_shared() {
+        match store.first_use(accepted.seen, accepted.forget_at, expected.now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(OAuthError::InvalidDpopProof("this proof was already used".into())),
+            Err(e) => return Err(service_error(e.into())),
+        }
     }
+    Ok(Some(accepted.jkt))
 }
 
 /// The URLs a proof for the token endpoint may name: the one the request reached, and the one the

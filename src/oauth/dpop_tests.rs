@@ -69,7 +69,7 @@ fn expected(access_token: Option<&str>) -> Expected<'_> {
 }
 
 fn check(proof: &str) -> Result<Thumbprint, ProofError> {
-    verify(proof, &expected(None), &ReplayCache::new(100))
+    verify(proof, &expected(None), &ReplayCache::new(100)).map(|a| a.jkt)
 }
 
 #[test]

@@ -26,6 +26,18 @@ pub enum ReplayError {
     Full,
 }
 
+/// What is kept of identifier `id` of `scope`: 16 bytes of their SHA-256.
+pub fn digest(scope: &[u8], id: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update((scope.len() as u64).to_be_bytes());
+    h.update(scope);
+    h.update(id.as_bytes());
+    let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 /// Identifiers seen, with when each may be forgotten (unix seconds).
 pub struct ReplayCache {
     seen: DashMap<[u8; 16], u64, IdBuildHasher>,
@@ -43,13 +55,11 @@ impl ReplayCache {
     /// Records `id` of `scope` (the key it belongs to) until `forget_at`; refused when it was
     /// recorded already and has not been forgotten.
     pub fn first_use(&self, scope: &[u8], id: &str, now: u64, forget_at: u64) -> Result<(), ReplayError> {
-        let mut h = Sha256::new();
-        h.update((scope.len() as u64).to_be_bytes());
-        h.update(scope);
-        h.update(id.as_bytes());
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
+        self.first_use_of(digest(scope, id), now, forget_at)
+    }
+
+    /// [`ReplayCache::first_use`] of an identifier by its [`digest`].
+    pub fn first_use_of(&self, key: [u8; 16], now: u64, forget_at: u64) -> Result<(), ReplayError> {
         if self.seen.len() >= self.capacity {
             self.forget_expired(now);
             if self.seen.len() >= self.capacity {

@@ -106,7 +106,7 @@ pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_
         subject: "",
         scope: ScopeSet::default(),
         audience: requested_audience(&form, config, client, grant)?,
-        jkt: dpop_grant::binding(deps, config, client, req.dpop, req.url)?,
+        jkt: dpop_grant::binding(deps, config, client, req.dpop, req.url).await?,
         policy: *oauth.policy(client.token_format),
         access_ttl_secs: oauth.access_token_ttl_secs,
         refresh_ttl_secs: None,

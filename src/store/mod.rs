@@ -180,6 +180,14 @@ pub trait TokenStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Records a single-use identifier (a DPoP proof's digest) for every node, until
+    /// `forget_at_secs`; `Ok(false)` when a node recorded it already and it is not forgotten. A
+    /// store of one node answers `Ok(true)`: the node's own memory is complete.
+    async fn first_use(&self, digest: [u8; 16], forget_at_secs: u64, now_secs: u64) -> Result<bool, StoreError> {
+        let _ = (digest, forget_at_secs, now_secs);
+        Ok(true)
+    }
+
     /// The feed of changes other nodes commit (a shared store only).
     fn feed(&self) -> Option<Arc<Feed>> {
         None

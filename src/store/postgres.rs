@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::ack::{Relays, Waiter};
 use super::postgres_feed::{follow, FeedState};
 use super::postgres_groups::Pipeline;
-use super::postgres_read::{find, load, purge};
+use super::postgres_read::{find, first_use, load, purge};
 use super::postgres_sql::{self as sql};
 use super::postgres_turns::{Granted, TurnJob};
 use super::shared::{Feed, KeyFingerprint, KeyName, SyncState, Turn};
@@ -45,6 +45,7 @@ enum Job {
     Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
     Find(bool, TokenId, oneshot::Sender<Result<Snapshot, StoreError>>),
     CheckKeys(Vec<KeyFingerprint>, oneshot::Sender<Result<(), StoreError>>),
+    FirstUse([u8; 16], u64, u64, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 /// Handle to the store's thread; cheap to share behind an `Arc`. Dropping it lets the writer
@@ -213,6 +214,12 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                         let _ = out.send(find(&pool, refresh, id).await);
                     });
                 }
+                Job::FirstUse(digest, forget_at, now, out) => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let _ = out.send(first_use(&pool, digest, forget_at, now).await);
+                    });
+                }
                 Job::CheckKeys(keys, out) => {
                     let pool = pool.clone();
                     tokio::spawn(async move {
@@ -285,6 +292,11 @@ impl TokenStore for PostgresStore {
         Ok(self.find(true, *id).await?.refresh.pop())
     }
 
+    async fn first_use(&self, digest: [u8; 16], forget_at_secs: u64, now_secs: u64) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Job::FirstUse(digest, forget_at_secs, now_secs, tx), rx).await
+    }
+
     fn feed(&self) -> Option<Arc<Feed>> {
         Some(Arc::clone(&self.feed.feed))
     }
@@ -300,11 +312,17 @@ impl PostgresStore {
     /// A token's row. Refused at once while the feed cannot reach the database; a look-up that
     /// takes longer than [`FIND_TIMEOUT`] takes the database for gone too.
     async fn find(&self, refresh: bool, id: TokenId) -> Result<Snapshot, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Job::Find(refresh, id, tx), rx).await
+    }
+
+    /// Sends a read, and waits for its answer: refused at once while the feed cannot reach the
+    /// database; one that takes longer than [`FIND_TIMEOUT`] takes the database for gone too.
+    async fn ask<T>(&self, job: Job, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         if self.feed.feed.state() != SyncState::Ok {
             return Err(StoreError::Unavailable(CUT_OFF.into()));
         }
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Find(refresh, id, tx))?;
+        self.send(job)?;
         let found = match tokio::time::timeout(FIND_TIMEOUT, rx).await {
             Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
             Err(_) => Err(StoreError::Unavailable("a look-up took too long".into())),

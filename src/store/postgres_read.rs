@@ -192,6 +192,26 @@ pub async fn purge(pool: &Pool, now: u64) -> Result<u64, StoreError> {
             }
         }
     }
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM dpop_proofs WHERE digest = ANY(ARRAY(
+                SELECT digest FROM dpop_proofs WHERE forget_at <= $1 LIMIT $2))",
+        )
+        .await
+        .map_err(db_err)?;
+    let now_secs = ms(now / 1000);
+    while answered(client.execute(&stmt, &[&now_secs, &PURGE_STEP_ROWS])).await? == PURGE_STEP_ROWS as u64 {}
     tx.commit().await.map_err(db_err)?;
     Ok(removed)
+}
+
+/// Records a DPoP proof's digest for every node; `false` when one is recorded and not forgotten.
+pub async fn first_use(pool: &Pool, digest: [u8; 16], forget_at: u64, now: u64) -> Result<bool, StoreError> {
+    const RECORD: &str = "INSERT INTO dpop_proofs (digest, forget_at) VALUES ($1, $2)
+        ON CONFLICT (digest) DO UPDATE SET forget_at = EXCLUDED.forget_at WHERE dpop_proofs.forget_at <= $3
+        RETURNING 1";
+    let client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
+    let stmt = answered(client.prepare_cached(RECORD)).await?;
+    let rows = answered(client.query(&stmt, &[&&digest[..], &ms(forget_at), &ms(now)])).await?;
+    Ok(!rows.is_empty())
 }

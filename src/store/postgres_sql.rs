@@ -20,7 +20,8 @@ use super::StoreError;
 /// key's lock number, which a decision reads the key's live tokens by), and the fingerprints of
 /// the keys every node must share. Version 3 added each token's audience set and the thumbprint
 /// of the DPoP key it is bound to (empty for the tokens stored before: their `key_hash` stays
-/// right, as both count only when set).
+/// right, as both count only when set), and the DPoP proofs seen by any node (their digests, until
+/// they are too old to be accepted anyway).
 const MIGRATIONS: &[&str] = &[
     "
 CREATE SEQUENCE token_seq;
@@ -60,6 +61,8 @@ ALTER TABLE access_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
 ALTER TABLE refresh_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
 ALTER TABLE access_tokens ADD COLUMN jkt bytea;
 ALTER TABLE refresh_tokens ADD COLUMN jkt bytea;
+CREATE TABLE dpop_proofs (digest bytea PRIMARY KEY, forget_at bigint NOT NULL);
+CREATE INDEX dpop_proofs_forget ON dpop_proofs (forget_at);
 ",
 ];
 

@@ -66,6 +66,10 @@ impl TokenStore for TimedStore {
         self.inner.find_refresh(id).await
     }
 
+    async fn first_use(&self, digest: [u8; 16], forget_at_secs: u64, now_secs: u64) -> Result<bool, StoreError> {
+        self.inner.first_use(digest, forget_at_secs, now_secs).await
+    }
+
     fn feed(&self) -> Option<Arc<Feed>> {
         self.inner.feed()
     }

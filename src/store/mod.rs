@@ -33,6 +33,7 @@ use async_trait::async_trait;
 
 use compact_str::CompactString;
 
+use crate::domain::filter::TokenFilter;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, TokenId, TokenState};
@@ -170,6 +171,14 @@ pub trait TokenStore: Send + Sync + 'static {
     /// A refresh token's row, whatever its state.
     async fn find_refresh(&self, id: &TokenId) -> Result<Option<RefreshRow>, StoreError> {
         let _ = id;
+        Ok(None)
+    }
+
+    /// The live tokens matching `filter` as the database holds them (active and unexpired at
+    /// `now_ms`, access and refresh), oldest first, at most `limit` rows. `None` when this node's
+    /// index holds every live token (a store of one node), so the index is where to look.
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (filter, now_ms, limit);
         Ok(None)
     }
 

@@ -22,11 +22,12 @@ use std::sync::Arc;
 use super::ack::{Relays, Waiter};
 use super::postgres_feed::{follow, FeedState};
 use super::postgres_groups::Pipeline;
-use super::postgres_read::{find, load, purge};
+use super::postgres_read::{find, find_live, load, purge};
 use super::postgres_sql::{self as sql};
 use super::postgres_turns::{Granted, TurnJob};
 use super::shared::{Feed, KeyFingerprint, KeyName, SyncState, Turn};
 use super::{receive_chunks, AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::filter::TokenFilter;
 use crate::domain::ids::TokenId;
 
 /// How long a connection attempt may take.
@@ -45,6 +46,10 @@ enum Job {
     Purge(u64, oneshot::Sender<Result<u64, StoreError>>),
     Find(bool, TokenId, oneshot::Sender<Result<Snapshot, StoreError>>),
     CheckKeys(Vec<KeyFingerprint>, oneshot::Sender<Result<(), StoreError>>),
+    FindLive(
+        Box<(TokenFilter, u64, usize)>,
+        oneshot::Sender<Result<Snapshot, StoreError>>,
+    ),
 }
 
 /// Handle to the store's thread; cheap to share behind an `Arc`. Dropping it lets the writer
@@ -213,6 +218,13 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                         let _ = out.send(find(&pool, refresh, id).await);
                     });
                 }
+                Job::FindLive(asked, out) => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let (filter, now, limit) = *asked;
+                        let _ = out.send(find_live(&pool, &filter, now, limit).await);
+                    });
+                }
                 Job::CheckKeys(keys, out) => {
                     let pool = pool.clone();
                     tokio::spawn(async move {
@@ -285,6 +297,15 @@ impl TokenStore for PostgresStore {
         Ok(self.find(true, *id).await?.refresh.pop())
     }
 
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        if self.feed.feed.state() != SyncState::Ok {
+            return Err(StoreError::Unavailable(CUT_OFF.into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::FindLive(Box::new((filter.clone(), now_ms, limit)), tx))?;
+        Ok(Some(rx.await.map_err(|_| StoreError::Closed)??))
+    }
+
     fn feed(&self) -> Option<Arc<Feed>> {
         Some(Arc::clone(&self.feed.feed))
     }
@@ -318,4 +339,4 @@ impl PostgresStore {
 
 #[cfg(test)]
 #[path = "postgres_tests.rs"]
-mod tests;
+pub(crate) mod tests;

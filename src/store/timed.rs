@@ -9,6 +9,7 @@ use prometheus::Histogram;
 
 use super::shared::{Feed, KeyFingerprint, KeyName, Turn};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::filter::TokenFilter;
 use crate::domain::ids::TokenId;
 
 /// Times each submitted batch, from submission to durable ack, into a histogram (seconds);
@@ -64,6 +65,10 @@ impl TokenStore for TimedStore {
 
     async fn find_refresh(&self, id: &TokenId) -> Result<Option<RefreshRow>, StoreError> {
         self.inner.find_refresh(id).await
+    }
+
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.find_live(filter, now_ms, limit).await
     }
 
     fn feed(&self) -> Option<Arc<Feed>> {

@@ -213,7 +213,7 @@ impl TokenService {
             && (self.signer().verifies(text) || self.previous.load().iter().any(|key| key.verifies(text)))
     }
 
-    fn slot_of(&self, client_id: &str, subject: &str, scope: &str) -> Option<Arc<KeySlot>> {
+    pub(super) fn slot_of(&self, client_id: &str, subject: &str, scope: &str) -> Option<Arc<KeySlot>> {
         let scope = ScopeSet::parse(scope).ok()?;
         Some(self.index.key_slot(self.index.key(client_id, subject, &scope)))
     }

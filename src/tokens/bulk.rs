@@ -74,7 +74,7 @@ impl TokenService {
         let now = now_ms();
         let mut tokens = match self.store.find_live(filter, now, limit.saturating_add(1)).await? {
             Some(rows) => from_rows(rows),
-            None => self.from_index(filter, now),
+            None => self.listed_in_index(filter, now),
         };
         tokens.sort_by_key(|t| t.issued_at_ms);
         let truncated = tokens.len() > limit;
@@ -214,7 +214,7 @@ impl TokenService {
     }
 
     /// The live tokens of the index that `filter` matches.
-    fn from_index(&self, filter: &TokenFilter, now: u64) -> Vec<TokenInfo> {
+    fn listed_in_index(&self, filter: &TokenFilter, now: u64) -> Vec<TokenInfo> {
         let mut out = Vec::new();
         for slot in self.matching_slots(filter, now) {
             let st = slot.lock();

@@ -76,6 +76,18 @@ async fn read_body(session: &mut ServerSession) -> Result<Bytes, Reply> {
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(too_large());
     }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // curl holds a body over 1 KiB back until told to send it.
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| error(400, "invalid_request", &format!("cannot answer 100 Continue: {e}")))?;
+    }
     let mut buf = Vec::new();
     loop {
         match session.read_request_body().await {

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::index::{KeySlot, KeyState};
 use super::lifecycle::family_effects;
-use super::record::{now_ms, TokenId, TokenState};
+use super::record::{now_ms, AccessRecord, TokenId, TokenState};
 use super::service::{Effect, ServiceError, TokenService};
 use crate::domain::filter::TokenFilter;
 use crate::domain::format::TokenFormat;
@@ -170,7 +170,7 @@ impl TokenService {
             if let Some(live) = &turn.live {
                 self.reconcile(slot, &mut st, live);
             }
-            let effects = matching_effects(&st, filter, now_ms());
+            let effects = matching_effects(&st, filter, now_ms(), turn.live.is_some());
             if effects.is_empty() {
                 // The turn goes without a change.
                 return Ok(0);
@@ -196,7 +196,9 @@ impl TokenService {
         self.index
             .slots()
             .into_iter()
-            .filter(|slot| filter.matches_key(slot.key()) && !matching_effects(&slot.lock(), filter, now).is_empty())
+            .filter(|slot| {
+                filter.matches_key(slot.key()) && !matching_effects(&slot.lock(), filter, now, false).is_empty()
+            })
             .collect()
     }
 
@@ -282,12 +284,17 @@ fn from_rows(rows: Snapshot) -> Vec<TokenInfo> {
 
 /// Revocations for the live tokens of a key's state that `filter` matches, each with its
 /// refresh family (an access token's refresh token and its successors; a refresh token's
-/// access token), each token once.
-fn matching_effects(st: &KeyState, filter: &TokenFilter, now: u64) -> Vec<Effect> {
+/// access token), each token once. With a `shared` store (its turn's rows reconciled: every
+/// committed token is marked durable) a token not yet committed is left to the request issuing
+/// it: nobody holds it yet, and a revocation written before its row would find nothing to
+/// change. A store of one node applies submissions in order, so there every token is taken.
+fn matching_effects(st: &KeyState, filter: &TokenFilter, now: u64, shared: bool) -> Vec<Effect> {
     let mut effects = Vec::new();
     let mut families = HashSet::new();
+    let committed = |a: &AccessRecord| !shared || a.is_durable();
+    let issuing = |access_id: &TokenId| st.active.iter().any(|a| a.id == *access_id && !committed(a));
     for a in st.active.iter() {
-        if !(a.is_valid_at(now) && filter.matches_token(&a.id, a.issued_at_ms)) {
+        if !(committed(a) && a.is_valid_at(now) && filter.matches_token(&a.id, a.issued_at_ms)) {
             continue;
         }
         match a.family() {
@@ -301,7 +308,7 @@ fn matching_effects(st: &KeyState, filter: &TokenFilter, now: u64) -> Vec<Effect
     }
     for r in st.refresh.iter() {
         let live = r.state.get() == TokenState::Active && r.expires_at_ms > now;
-        if live && filter.matches_token(&r.id, r.issued_at_ms) && families.insert(r.family) {
+        if live && !issuing(&r.access_id) && filter.matches_token(&r.id, r.issued_at_ms) && families.insert(r.family) {
             effects.extend(family_effects(st, &r.family));
         }
     }

@@ -362,3 +362,38 @@ fn a_client_revoked_at_one_node_is_refused_at_the_node_that_issued_its_tokens() 
     assert_eq!(b.call("/api/x", &kept), 200, "another client's token at B");
     assert_eq!(a.call("/api/x", &kept), 200);
 }
+
+#[test]
+fn a_gateway_whose_admin_port_is_taken_refuses_to_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let aport = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_server_lines(
+        &config_text(free_port(), &setup()),
+        &format!("admin_listen = \"127.0.0.1:{aport}\""),
+    );
+    let conf = dir.path().join("gateway.toml");
+    write(&conf, &text);
+    let out = Command::new(bin())
+        .arg("--conf")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.admin_listen: cannot listen on"), "{stderr}");
+    // Without its credential the config is refused, naming the key.
+    let admin_table = format!("[admin]\ntoken_sha256 = \"{}\"", sha256_hex(ADMIN_TOKEN));
+    assert!(text.contains(&admin_table));
+    write(&conf, &text.replace(&admin_table, ""));
+    let out = Command::new(bin())
+        .arg("--conf")
+        .arg(&conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin.token_sha256: is required"), "{stderr}");
+}

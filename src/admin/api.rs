@@ -24,7 +24,7 @@ use crate::domain::key::ScopeSet;
 use crate::reply::Reply;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::tokens::bulk::{Listing, TokenInfo};
+use crate::tokens::bulk::{BulkFailure, Listing, TokenInfo};
 use crate::tokens::service::ServiceError;
 
 /// Tokens a listing answers when it does not say (`limit`), and the most it may ask for.
@@ -108,7 +108,16 @@ impl AdminApi {
 
     async fn revoke(&self, admin: &Admin, filter: &TokenFilter) -> Reply {
         let parts = filter.parts();
-        match self.state.tokens.revoke_matching(filter).await {
+        // On a task of its own: a caller that hangs up does not stop a revocation half-way.
+        let (tokens, owned) = (Arc::clone(&self.state.tokens), filter.clone());
+        let done = tokio::spawn(async move { tokens.revoke_matching(&owned).await }).await;
+        let done = done.unwrap_or_else(|e| {
+            Err(BulkFailure {
+                revoked: 0,
+                error: ServiceError::Store(StoreError::Db(format!("the revocation task failed: {e}"))),
+            })
+        });
+        match done {
             Ok(n) => {
                 self.state.metrics.admin_revoked(&parts, n as u64);
                 log::info!("{admin} revoked {n} tokens by {}", describe(filter));

@@ -27,7 +27,8 @@ pub mod oauth;
 // 5: the wiring.
 pub mod state;
 
-// 6: pingora's glue and the background services.
+// 6: pingora's glue, the background services and the admin API.
+pub mod admin;
 pub mod gateway;
 pub mod services;
 pub mod tls;

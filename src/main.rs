@@ -46,6 +46,8 @@ enum Command {
     HashSecret,
     /// Read a password on stdin (not echoed), print an argon2id PHC string.
     HashPassword,
+    /// Drive the admin API (`server.admin_listen`): list and revoke tokens.
+    Admin(tokengate::admin::cli::AdminArgs),
     /// Run a demo upstream that echoes the identity headers (for the quick start).
     DemoUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(format!("cannot listen on {listen}: {e}")),
         },
+        Some(Command::Admin(args)) => tokengate::admin::cli::run(args, &cli.conf),
         None if cli.check => load(&cli.conf).map(|_| println!("{}: ok", cli.conf.display())),
         None => run(cli.conf),
     };
@@ -176,6 +179,7 @@ fn check_listeners_free(config: &Config) -> Result<(), String> {
     let listeners = [
         ("server.listen", Some(&s.listen)),
         ("server.metrics_listen", s.metrics_listen.as_ref()),
+        ("server.admin_listen", s.admin_listen.as_ref()),
     ];
     for (key, addr) in listeners {
         if let Some(addr) = addr {
@@ -250,6 +254,10 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     if let Some(addr) = &s.metrics_listen {
         server.add_service(ops_http::service(state.clone(), addr));
         log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+    }
+    if let Some(addr) = &s.admin_listen {
+        server.add_service(tokengate::admin::http::service(state.clone(), addr));
+        log::info!("admin API on http://{addr}/admin/");
     }
     server.add_service(background_service(
         "sweeper",

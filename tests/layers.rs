@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["metrics"],
     &["oauth"],
     &["state"],
-    &["gateway", "services", "tls"],
+    &["admin", "gateway", "services", "tls"],
 ];
 
 fn layer_of(top: &str) -> usize {

@@ -22,6 +22,16 @@ pub struct FileConfig {
     pub users: Vec<UserEntry>,
     #[serde(default)]
     pub routes: Vec<RouteEntry>,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the admin API's credential (the API listens on `server.admin_listen`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Hex SHA-256 of the admin bearer token; required when `server.admin_listen` is set.
+    pub token_sha256: Option<String>,
 }
 
 /// `[server]`: listeners and process settings, and how client and upstream connections are
@@ -35,6 +45,8 @@ pub struct ServerSection {
     pub threads: usize,
     /// Address of the Prometheus `/metrics` and `/healthz` listener. Off when absent.
     pub metrics_listen: Option<String>,
+    /// Address of the admin API (`[admin]`). Off when absent.
+    pub admin_listen: Option<String>,
     /// PEM certificate chain; with `tls_key` the listener speaks HTTPS.
     pub tls_cert: Option<String>,
     /// PEM private key for `tls_cert`.
@@ -69,6 +81,7 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8080".into(),
             threads: 2,
             metrics_listen: None,
+            admin_listen: None,
             tls_cert: None,
             tls_key: None,
             data_dir: "data".into(),

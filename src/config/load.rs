@@ -50,6 +50,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     let keys = sections::keys(&file.oauth, base, &process.data_dir)?;
     let oauth = sections::oauth(file.oauth, &process.listen)?;
     let server = sections::server(file.server)?;
+    let admin = sections::admin(file.admin, process.admin_listen.as_deref())?;
     Ok(Config {
         start: StartConfig { process, store, keys },
         server,
@@ -57,6 +58,7 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         clients: clients(file.clients)?,
         users: users(file.users)?,
         routes: routes(file.routes, base)?,
+        admin,
     })
 }
 

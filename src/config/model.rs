@@ -26,6 +26,24 @@ pub struct Config {
     pub clients: HashMap<String, Arc<Client>>,
     pub users: HashMap<String, User>,
     pub routes: RouteTable,
+    pub admin: AdminSettings,
+}
+
+/// `[admin]`: the admin API's credential, applied at reload (its listener,
+/// `server.admin_listen`, is a start setting).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AdminSettings {
+    /// SHA-256 of the admin bearer token; `None`: no admin request is accepted.
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    /// Whether a credential is set, not its digest.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token_sha256", &self.token_sha256.map(|_| "set"))
+            .finish()
+    }
 }
 
 /// `[server]`, the settings read per request (the listeners and process settings are in

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checks::{grant_list, invalid, resolve, ConfigError};
-use super::file::{OAuthSection, RenewSection, ServerSection, StoreSection};
-use super::model::{LockoutSettings, OAuthSettings, ServerSettings};
+use super::file::{AdminSection, OAuthSection, RenewSection, ServerSection, StoreSection};
+use super::model::{AdminSettings, LockoutSettings, OAuthSettings, ServerSettings};
 use super::start::{KeySettings, ProcessSettings, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
 use crate::domain::audience::AudienceSet;
@@ -40,6 +40,9 @@ pub(super) fn process(s: &ServerSection, base: &Path) -> Result<ProcessSettings,
     if let Some(m) = &s.metrics_listen {
         socket_addr("server.metrics_listen", m)?;
     }
+    if let Some(a) = &s.admin_listen {
+        socket_addr("server.admin_listen", a)?;
+    }
     if !(1..=256).contains(&s.threads) {
         return Err(invalid("server.threads", "must be between 1 and 256"));
     }
@@ -56,6 +59,7 @@ pub(super) fn process(s: &ServerSection, base: &Path) -> Result<ProcessSettings,
         listen: s.listen.clone(),
         threads: s.threads,
         metrics_listen: s.metrics_listen.clone(),
+        admin_listen: s.admin_listen.clone(),
         tls,
         data_dir: resolve(base, &s.data_dir),
         grace_period_secs: s.grace_period_secs,
@@ -196,4 +200,29 @@ fn renew_policy(prefix: &str, section: &RenewSection) -> Result<RenewPolicy, Con
         allowed_grant_types: grant_list(&key, &section.allowed_grant_types)?,
         max_active_tokens: section.max_active_tokens,
     })
+}
+
+/// `[admin]`: the credential is required when the admin API listens (`server.admin_listen`).
+pub(super) fn admin(a: AdminSection, admin_listen: Option<&str>) -> Result<AdminSettings, ConfigError> {
+    let token_sha256 = match a.token_sha256 {
+        Some(hex_text) => {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hex_text.trim(), &mut digest).map_err(|_| {
+                invalid(
+                    "admin.token_sha256",
+                    "must be 64 hex digits (make it with `tokengate hash-secret`)",
+                )
+            })?;
+            Some(digest)
+        }
+        None if admin_listen.is_some() => {
+            return Err(invalid(
+                "admin.token_sha256",
+                "is required when server.admin_listen is set (the SHA-256 of the admin token: \
+                 `tokengate hash-secret`)",
+            ))
+        }
+        None => None,
+    };
+    Ok(AdminSettings { token_sha256 })
 }

@@ -265,3 +265,35 @@ fn audiences_default_to_the_issuer_and_are_checked_uris() {
     assert!(c.may_target(client, c.oauth.default_audience.as_str()));
     assert!(!c.may_target(client, "https://p"));
 }
+
+#[test]
+fn the_admin_api_needs_its_credential_and_its_listener_needs_a_restart() {
+    let digest = "cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf";
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(c.start.process.admin_listen, None, "off by default");
+    assert_eq!(c.admin.token_sha256, None);
+    let on = format!("[server]\nadmin_listen = \"127.0.0.1:9092\"\n[admin]\ntoken_sha256 = \"{digest}\"\n{CLIENT}");
+    let c = parse(&on).unwrap();
+    assert_eq!(c.start.process.admin_listen.as_deref(), Some("127.0.0.1:9092"));
+    assert_eq!(c.admin.token_sha256.map(hex::encode).as_deref(), Some(digest));
+    assert!(
+        !format!("{c:?}").contains(digest),
+        "the digest stays out of debug output"
+    );
+    let e = err(&format!("[server]\nadmin_listen = \"127.0.0.1:9092\"\n{CLIENT}"));
+    assert!(e.contains("admin.token_sha256") && e.contains("required"), "{e}");
+    let e = err(&format!("[admin]\ntoken_sha256 = \"abc\"\n{CLIENT}"));
+    assert!(e.starts_with("admin.token_sha256:"), "{e}");
+    let e = err(&format!(
+        "[server]\nadmin_listen = \"localhost\"\n[admin]\ntoken_sha256 = \"{digest}\"\n{CLIENT}"
+    ));
+    assert!(e.starts_with("server.admin_listen:"), "{e}");
+    let e = err(&format!("[admin]\ntoken = \"x\"\n{CLIENT}"));
+    assert!(e.contains("token"), "{e}");
+    let off = parse(CLIENT).unwrap();
+    assert_eq!(
+        off.start.changes(&c.start),
+        vec!["server.admin_listen"],
+        "a restart opens it"
+    );
+}

@@ -1,8 +1,9 @@
 //! The shared vocabulary at the bottom of the crate: token ids and states, formats, grant types,
-//! token keys, scopes, audiences and DPoP key thumbprints, request paths, and the renewal decision. It depends on nothing else
-//! in the crate; every other layer speaks it.
+//! token keys, scopes, audiences and DPoP key thumbprints, token filters, request paths, and the
+//! renewal decision. It depends on nothing else in the crate; every other layer speaks it.
 
 pub mod audience;
+pub mod filter;
 pub mod format;
 pub mod grant_type;
 pub mod ids;

@@ -9,11 +9,12 @@ use crate::tokens::service::{Outcome, RevokeCause};
 pub(super) const GRANTS: [GrantType; 3] = GrantType::ALL;
 pub(super) const FORMATS: [TokenFormat; 2] = [TokenFormat::Jwt, TokenFormat::Opaque];
 pub(super) const MODES: [&str; 3] = ["single", "multi", "reused"];
-pub(super) const CAUSES: [RevokeCause; 4] = [
+pub(super) const CAUSES: [RevokeCause; 5] = [
     RevokeCause::Request,
     RevokeCause::Renewal,
     RevokeCause::Cap,
     RevokeCause::RefreshReuse,
+    RevokeCause::Admin,
 ];
 pub(super) const VALIDATION_RESULTS: [&str; 6] = [
     "ok",
@@ -42,6 +43,7 @@ pub fn cause_label(cause: RevokeCause) -> &'static str {
         RevokeCause::Renewal => "renewal",
         RevokeCause::Cap => "cap",
         RevokeCause::RefreshReuse => "refresh_reuse",
+        RevokeCause::Admin => "admin",
     }
 }
 
@@ -74,6 +76,7 @@ pub(super) fn cause_index(cause: RevokeCause) -> usize {
         RevokeCause::Renewal => 1,
         RevokeCause::Cap => 2,
         RevokeCause::RefreshReuse => 3,
+        RevokeCause::Admin => 4,
     }
 }
 

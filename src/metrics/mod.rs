@@ -27,7 +27,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// `tokengate_tokens_issued_total{grant, format, mode}`; mode = single | multi | reused.
     pub tokens_issued: IntCounterVec,
-    /// `tokengate_tokens_revoked_total{cause}`; cause = request | renewal | cap | refresh_reuse.
+    /// `tokengate_tokens_revoked_total{cause}`; cause = request | renewal | cap | refresh_reuse |
+    /// admin.
     pub tokens_revoked: IntCounterVec,
     /// `tokengate_validations_total{result}`; result = ok | missing | malformed | invalid |
     /// insufficient_scope.
@@ -65,13 +66,16 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// `tokengate_store_write_seconds`: time from handing a batch to the store to its durable ack.
     pub store_write_seconds: Histogram,
+    /// `tokengate_admin_revocations_total{filter}`: revocations answered by the admin API, by
+    /// the filter's parts (`client_id`, `client_id+subject`, `token_id`, `issued_before`...).
+    pub admin_revocations: IntCounterVec,
     /// `tokengate_upstream_healthy{route, server}`: 1 for a server in its route's rotation, 0 for
     /// one out of it (failing its health check, or skipped after a refused connection); set at
     /// scrape time.
     pub upstream_healthy: IntGaugeVec,
     /// Resolved `tokens_issued` children, indexed `[grant][format][mode]`.
     issued: [[[IntCounter; 3]; 2]; 3],
-    revoked: [IntCounter; 4],
+    revoked: [IntCounter; 5],
     validated: [IntCounter; 6],
     /// Resolved `tokens_refused_by` children: gateway, client.
     refused: [IntCounter; 2],
@@ -106,7 +110,7 @@ impl Metrics {
             "tokengate_tokens_revoked_total",
             "Revocations by cause: one per access token replaced (renewal) or over the cap (cap), one per \
              revocation request that revoked something (request), one per refresh token family revoked on reuse \
-             (refresh_reuse)",
+             (refresh_reuse), one per access or refresh token an admin revocation revoked (admin)",
             &["cause"],
         )?;
         let validations = counter(
@@ -178,6 +182,12 @@ impl Metrics {
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]),
         )?;
         registry.register(Box::new(store_write_seconds.clone()))?;
+        let admin_revocations = counter(
+            "tokengate_admin_revocations_total",
+            "Revocations answered by the admin API, by the parts of their filter (client_id, subject, scope, \
+             token_id, issued_before, joined by +); the tokens they revoked are tokengate_tokens_revoked_total{cause=\"admin\"}",
+            &["filter"],
+        )?;
         let upstream_healthy = IntGaugeVec::new(
             Opts::new(
                 "tokengate_upstream_healthy",
@@ -224,6 +234,7 @@ impl Metrics {
             client_connections,
             connections_refused,
             store_write_seconds,
+            admin_revocations,
             upstream_healthy,
             issued,
             revoked,
@@ -260,6 +271,14 @@ impl Metrics {
         if n > 0 {
             self.revoked[cause_index(cause)].inc_by(n);
         }
+    }
+
+    /// Counts one admin revocation with the filter parts `parts` that revoked `n` tokens.
+    pub fn admin_revoked(&self, parts: &str, n: u64) {
+        if let Ok(c) = self.admin_revocations.get_metric_with_label_values(&[parts]) {
+            c.inc();
+        }
+        self.revoked(RevokeCause::Admin, n);
     }
 
     /// Counts one bearer validation at the gateway.

@@ -33,6 +33,7 @@ use async_trait::async_trait;
 
 use compact_str::CompactString;
 
+use crate::domain::filter::TokenFilter;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{FamilyId, TokenId, TokenState};
@@ -186,6 +187,14 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn first_use(&self, digest: [u8; 16], forget_at_secs: u64, now_secs: u64) -> Result<bool, StoreError> {
         let _ = (digest, forget_at_secs, now_secs);
         Ok(true)
+    }
+
+    /// The live tokens matching `filter` as the database holds them (active and unexpired at
+    /// `now_ms`, access and refresh), oldest first, at most `limit` rows. `None` when this node's
+    /// index holds every live token (a store of one node), so the index is where to look.
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (filter, now_ms, limit);
+        Ok(None)
     }
 
     /// The feed of changes other nodes commit (a shared store only).

@@ -22,11 +22,12 @@ use std::sync::Arc;
 use super::ack::{Relays, Waiter};
 use super::postgres_feed::{follow, FeedState};
 use super::postgres_groups::Pipeline;
-use super::postgres_read::{find, first_use, load, purge};
+use super::postgres_read::{find, find_live, first_use, load, purge};
 use super::postgres_sql::{self as sql};
 use super::postgres_turns::{Granted, TurnJob};
 use super::shared::{Feed, KeyFingerprint, KeyName, SyncState, Turn};
 use super::{receive_chunks, AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::filter::TokenFilter;
 use crate::domain::ids::TokenId;
 
 /// How long a connection attempt may take.
@@ -46,6 +47,10 @@ enum Job {
     Find(bool, TokenId, oneshot::Sender<Result<Snapshot, StoreError>>),
     CheckKeys(Vec<KeyFingerprint>, oneshot::Sender<Result<(), StoreError>>),
     FirstUse([u8; 16], u64, u64, oneshot::Sender<Result<bool, StoreError>>),
+    FindLive(
+        Box<(TokenFilter, u64, usize)>,
+        oneshot::Sender<Result<Snapshot, StoreError>>,
+    ),
 }
 
 /// Handle to the store's thread; cheap to share behind an `Arc`. Dropping it lets the writer
@@ -220,6 +225,13 @@ async fn serve(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>, feed: Arc<FeedS
                         let _ = out.send(first_use(&pool, digest, forget_at, now).await);
                     });
                 }
+                Job::FindLive(asked, out) => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let (filter, now, limit) = *asked;
+                        let _ = out.send(find_live(&pool, &filter, now, limit).await);
+                    });
+                }
                 Job::CheckKeys(keys, out) => {
                     let pool = pool.clone();
                     tokio::spawn(async move {
@@ -297,6 +309,15 @@ impl TokenStore for PostgresStore {
         self.ask(Job::FirstUse(digest, forget_at_secs, now_secs, tx), rx).await
     }
 
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        if self.feed.feed.state() != SyncState::Ok {
+            return Err(StoreError::Unavailable(CUT_OFF.into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::FindLive(Box::new((filter.clone(), now_ms, limit)), tx))?;
+        Ok(Some(rx.await.map_err(|_| StoreError::Closed)??))
+    }
+
     fn feed(&self) -> Option<Arc<Feed>> {
         Some(Arc::clone(&self.feed.feed))
     }
@@ -336,4 +357,4 @@ impl PostgresStore {
 
 #[cfg(test)]
 #[path = "postgres_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -2,6 +2,7 @@
 //! chunks, from one snapshot; and the purge of what can never be valid again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use compact_str::CompactString;
 use deadpool_postgres::{GenericClient, Pool};
@@ -11,6 +12,7 @@ use tokio_postgres::IsolationLevel;
 use super::postgres_feed::{position, FeedState};
 use super::postgres_sql::{answered, chain, db_err, ms, ACCESS};
 use super::{AccessRow, RefreshRow, SharedNames, Snapshot, StoreError};
+use crate::domain::filter::TokenFilter;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::ids::{TokenId, TokenState};
@@ -161,6 +163,65 @@ pub(super) fn snapshot_of(rows: &[tokio_postgres::Row]) -> Snapshot {
         push_row(&mut snap, row, &mut shared);
     }
     snap
+}
+
+/// The live tokens matching a filter, oldest first: each condition drops out when its parameter
+/// is null. `$7` is the key's lock number when the filter names a whole key (its partial index
+/// finds the rows); a client alone is a scan of the live rows, an admin's occasional read. Sent
+/// unprepared, so each read is planned with its own values (a generic plan would not use the
+/// indexes the given parts allow).
+const FIND_LIVE: &str = "SELECT seq, kind, id, client_id, subject, scope, format, grant_type, \
+     issued_at_ms, expires_at_ms, state, family, link, audience, jkt FROM (
+       SELECT seq, 0::int2 AS kind, id, client_id, subject, scope, format, grant_type, \
+         issued_at_ms, expires_at_ms, state, family, refresh_id AS link, audience, jkt
+       FROM access_tokens WHERE state = 0 AND expires_at_ms > $1
+         AND ($2::text IS NULL OR client_id = $2) AND ($3::text IS NULL OR subject = $3)
+         AND ($4::text IS NULL OR scope = $4) AND ($5::bytea IS NULL OR id = $5)
+         AND ($6::int8 IS NULL OR issued_at_ms < $6)
+     UNION ALL
+       SELECT seq, 1::int2, id, client_id, subject, scope, 'refresh', 'refresh_token', \
+         issued_at_ms, expires_at_ms, state, family, access_id, audience, jkt
+       FROM refresh_tokens WHERE state = 0 AND expires_at_ms > $1
+         AND ($2::text IS NULL OR client_id = $2) AND ($3::text IS NULL OR subject = $3)
+         AND ($4::text IS NULL OR scope = $4) AND ($5::bytea IS NULL OR id = $5)
+         AND ($6::int8 IS NULL OR issued_at_ms < $6)
+     ) t ORDER BY seq LIMIT $7";
+
+/// Longest an admin's read of live tokens may run (a scan of a large table: longer than the
+/// connection's usual `statement_timeout`).
+pub(super) const FIND_LIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The live tokens matching `filter` at `now`, oldest first, at most `limit`.
+pub async fn find_live(pool: &Pool, filter: &TokenFilter, now: u64, limit: usize) -> Result<Snapshot, StoreError> {
+    let mut client = pool.get().await.map_err(|e| StoreError::Unavailable(chain(&e)))?;
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db_err)?;
+    let timeout_ms = FIND_LIVE_TIMEOUT.as_millis().to_string();
+    answered(tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))).await?;
+    let scope = filter.scope.as_ref().map(|s| s.as_str());
+    let id = filter.token_id.as_ref().map(|id| &id.0[..]);
+    let issued_before = filter.issued_before_ms.map(ms);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let now = ms(now);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &now,
+        &filter.client_id,
+        &filter.subject,
+        &scope,
+        &id,
+        &issued_before,
+        &limit,
+    ];
+    let query = tx.query(FIND_LIVE, &params);
+    let rows = match tokio::time::timeout(FIND_LIVE_TIMEOUT + Duration::from_secs(5), query).await {
+        Ok(rows) => rows.map_err(db_err)?,
+        Err(_) => return Err(StoreError::Unavailable("the database did not answer in time".into())),
+    };
+    Ok(snapshot_of(&rows))
 }
 
 /// The lock that lets one node at a time purge ("tokensweep").

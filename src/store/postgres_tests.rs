@@ -53,13 +53,13 @@ fn admin(sql: String) {
 }
 
 /// A database of its own, dropped with this value.
-struct TestDb {
+pub(crate) struct TestDb {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
-    fn create() -> TestDb {
+    pub(crate) fn create() -> TestDb {
         let name = format!("tokengate_test_{:016x}", rand::random::<u64>());
         admin(format!("CREATE DATABASE {name}"));
         TestDb {

@@ -9,6 +9,7 @@ use prometheus::Histogram;
 
 use super::shared::{Feed, KeyFingerprint, KeyName, Turn};
 use super::{AccessRow, Ack, RefreshRow, Snapshot, StoreError, StoreOp, TokenStore};
+use crate::domain::filter::TokenFilter;
 use crate::domain::ids::TokenId;
 
 /// Times each submitted batch, from submission to durable ack, into a histogram (seconds);
@@ -68,6 +69,10 @@ impl TokenStore for TimedStore {
 
     async fn first_use(&self, digest: [u8; 16], forget_at_secs: u64, now_secs: u64) -> Result<bool, StoreError> {
         self.inner.first_use(digest, forget_at_secs, now_secs).await
+    }
+
+    async fn find_live(&self, filter: &TokenFilter, now_ms: u64, limit: usize) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.find_live(filter, now_ms, limit).await
     }
 
     fn feed(&self) -> Option<Arc<Feed>> {

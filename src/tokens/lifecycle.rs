@@ -210,7 +210,7 @@ impl TokenService {
     /// Applies revocations in memory at once and submits them to the store; the caller awaits
     /// the ack after releasing the key's lock. A store failure still leaves the tokens rejected
     /// at the gateway (fail closed).
-    fn revoke_locked(&self, st: &mut KeyState, effects: Vec<Effect>, turn: Turn) -> Ack {
+    pub(super) fn revoke_locked(&self, st: &mut KeyState, effects: Vec<Effect>, turn: Turn) -> Ack {
         let ops: Vec<StoreOp> = effects.iter().map(Effect::op).collect();
         for e in &effects {
             self.apply(st, e);
@@ -275,7 +275,7 @@ impl TokenService {
 }
 
 /// Revocations for every live token of a refresh family.
-fn family_effects(st: &KeyState, family: &FamilyId) -> Vec<Effect> {
+pub(super) fn family_effects(st: &KeyState, family: &FamilyId) -> Vec<Effect> {
     let mut effects: Vec<Effect> = st
         .active
         .iter()

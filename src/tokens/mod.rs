@@ -1,7 +1,9 @@
 //! Tokens: identity ([`key`]), formats, minting ([`opaque`], [`jwt`]), records, the in-memory
-//! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]),
+//! [`index`], and the engine that issues, refreshes and revokes ([`service`], [`lifecycle`]; many tokens at once:
+//! [`bulk`]),
 //! within the bounds on tokens held at once ([`capacity`], [`client_counts`]).
 
+pub mod bulk;
 pub(crate) mod capacity;
 pub(crate) mod client_counts;
 pub(crate) mod dead_ids;

@@ -58,6 +58,8 @@ pub enum RevokeCause {
     Renewal,
     Cap,
     RefreshReuse,
+    /// An operator's revocation through the admin API.
+    Admin,
 }
 
 /// A successful token answer.

@@ -53,7 +53,10 @@ impl TokenService {
         }
         let mut joined = false;
         for row in &live.access {
-            if !st.active.iter().any(|a| a.id == row.id) {
+            if let Some(known) = st.active.iter().find(|a| a.id == row.id) {
+                // Committed, whether or not its request has had the ack yet.
+                known.mark_durable();
+            } else {
                 let rec = self
                     .index
                     .access(&row.id)

@@ -24,6 +24,8 @@ pub struct NodeOptions {
     pub store: String,
     /// `[oauth]` key lines instead of the shared files (`jwt_signing_key = "..."`).
     pub keys: Option<String>,
+    /// More `[server]` lines, e.g. `admin_listen = "..."`.
+    pub server: String,
 }
 
 impl NodeOptions {
@@ -31,7 +33,7 @@ impl NodeOptions {
         NodeOptions {
             relayed: true,
             store: store.into(),
-            keys: None,
+            ..NodeOptions::default()
         }
     }
 }
@@ -153,7 +155,10 @@ impl Cluster {
             &format!("issuer = \"{ISSUER}\""),
             1,
         );
-        let text = with_server_lines(&text, &format!("metrics_listen = \"127.0.0.1:{mport}\""));
+        let text = with_server_lines(
+            &text,
+            &format!("metrics_listen = \"127.0.0.1:{mport}\"\n{}", options.server),
+        );
         format!("{text}\n[store]\nurl = \"{url}\"\npool_size = 4\n{}\n", options.store)
     }
 

@@ -45,6 +45,9 @@ pub struct ServerSection {
     pub grace_period_secs: u64,
     /// Seconds in-flight requests get to finish after the grace period.
     pub shutdown_timeout_secs: u64,
+    /// Unix socket over which a gateway started with `--upgrade` receives the listening
+    /// sockets of the running one. Default: `upgrade.sock` in `data_dir`.
+    pub upgrade_sock: Option<String>,
     /// One info log line per proxied or answered request (it costs throughput).
     pub access_log: bool,
     /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence).
@@ -74,6 +77,7 @@ impl Default for ServerSection {
             data_dir: "data".into(),
             grace_period_secs: 1,
             shutdown_timeout_secs: 5,
+            upgrade_sock: None,
             access_log: false,
             body_read_timeout_secs: 10,
             upstream_connect_timeout_secs: 5,

@@ -231,3 +231,11 @@ fn previous_jwt_keys_resolve_from_the_config_folder_and_need_a_restart() {
     let reloaded = parse(CLIENT).unwrap();
     assert_eq!(c.start.changes(&reloaded.start), ["oauth.jwt_previous_keys"]);
 }
+
+#[test]
+fn the_upgrade_socket_defaults_to_the_data_folder() {
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(c.start.process.upgrade_sock, Path::new("/base/data/upgrade.sock"));
+    let c = parse(&format!("[server]\nupgrade_sock = \"run/tg.sock\"\n{CLIENT}")).unwrap();
+    assert_eq!(c.start.process.upgrade_sock, Path::new("/base/run/tg.sock"));
+}

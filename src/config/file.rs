@@ -41,9 +41,10 @@ pub struct ServerSection {
     pub tls_key: Option<String>,
     /// Folder for generated keys and the default store, beside the config file.
     pub data_dir: String,
-    /// Seconds SIGTERM waits before closing listeners.
+    /// Seconds the open client connections get, after SIGTERM (or an upgrade's SIGQUIT) stopped
+    /// the listeners, to end by themselves (every answer then closes its connection).
     pub grace_period_secs: u64,
-    /// Seconds in-flight requests get to finish after the grace period.
+    /// Seconds requests under way then get to finish (idle connections are closed).
     pub shutdown_timeout_secs: u64,
     /// Unix socket over which a gateway started with `--upgrade` receives the listening
     /// sockets of the running one. Default: `upgrade.sock` in `data_dir`.

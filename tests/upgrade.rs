@@ -297,3 +297,43 @@ fn an_upgrade_on_a_postgres_store_fails_no_request() {
     let health = reqwest::blocking::get(format!("http://127.0.0.1:{metrics}/healthz")).unwrap();
     assert_eq!(health.status(), 200, "the new process is in touch with the database");
 }
+
+/// `--upgrade` with no gateway handing over its sockets exits non-zero before it opens the store;
+/// an upgrade socket path too long for a Unix socket is refused, naming the setting.
+#[test]
+fn an_upgrade_with_nothing_to_take_over_exits_without_opening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("gateway.toml");
+    let text = common::config_text(common::free_port(), &Setup::default());
+    let run = || {
+        Command::new(common::bin())
+            .arg("--conf")
+            .arg(&conf)
+            .arg("--upgrade")
+            .env("RUST_LOG", "tokengate=info,warn")
+            .output()
+            .unwrap()
+    };
+
+    let long = format!("upgrade_sock = \"{}\"", "s".repeat(120));
+    write(&conf, &common::with_server_lines(&text, &long));
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("server.upgrade_sock: ") && stderr.contains("longer than"),
+        "{stderr}"
+    );
+
+    // The data folder of a gateway that ran before, none running now.
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write(&conf, &text);
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting on"), "{stderr}");
+    assert!(
+        !dir.path().join("data/tokens.db").exists(),
+        "the store was opened before the sockets came"
+    );
+}

@@ -186,11 +186,12 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
 /// only after its last change.
 fn wait_for_data_dir(dir: &Path, limit: Duration) -> Result<std::fs::File, String> {
     let (file, path) = data_dir_lock_file(dir)?;
-    let deadline = Instant::now() + limit;
+    // Far enough for any config: `checked_add` fails only past the clock's range.
+    let deadline = Instant::now().checked_add(limit);
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+            Err(std::fs::TryLockError::WouldBlock) if deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -227,7 +228,7 @@ fn server(config: &Config, upgrade: bool) -> Result<(Server, std::fs::File), Str
         // connections get `grace_period_secs` to end with an answer, then the requests under
         // way `shutdown_timeout_secs` to finish (`Drain`); the process exits sooner once none
         // is left.
-        grace_period_seconds: Some(s.grace_period_secs + s.shutdown_timeout_secs),
+        grace_period_seconds: Some(s.grace_period_secs.saturating_add(s.shutdown_timeout_secs)),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),
         upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
@@ -264,7 +265,7 @@ fn server(config: &Config, upgrade: bool) -> Result<(Server, std::fs::File), Str
         "graceful upgrade: waiting on {} for the listening sockets of the running gateway (send it SIGQUIT)",
         sock.display()
     );
-    // Exits the process when no sockets come within about five seconds.
+    // Exits the process when no sockets come within about six seconds.
     server.bootstrap();
     log::info!(
         "graceful upgrade: listening sockets received; waiting for the running gateway to finish its requests and exit"
@@ -273,8 +274,11 @@ fn server(config: &Config, upgrade: bool) -> Result<(Server, std::fs::File), Str
     // The old one: pingora's close timeout, the grace period and shutdown timeout (`Drain`),
     // then at most the shutdown timeout again for its runtimes' blocking threads.
     let limit = PINGORA_CLOSE_TIMEOUT
-        + Duration::from_secs(s.grace_period_secs + 2 * s.shutdown_timeout_secs)
-        + Duration::from_secs(10);
+        .as_secs()
+        .saturating_add(s.grace_period_secs)
+        .saturating_add(s.shutdown_timeout_secs.saturating_mul(2))
+        .saturating_add(10);
+    let limit = Duration::from_secs(limit);
     let lock = wait_for_data_dir(&s.data_dir, limit)?;
     Ok((server, lock))
 }

@@ -164,4 +164,5 @@ curl -s -o /dev/null -w "bearer call with the token of before: %{http_code}\n" -
   -H "Authorization: Bearer $token" "$base/api/orders"
 echo "keys published: $(curl -fsk "$base/oauth2/jwks" | grep -o '"kid"' | wc -l)"
 echo "health on the handed-over metrics listener: $(curl -fs "http://127.0.0.1:$ops_port/healthz")"
+echo "--- summary (token endpoint, then bearer route): all must be 0"
 grep -h "^non-2xx:\|^socket errors:" "$work/wrk-token.out" "$work/wrk-bearer.out"

@@ -4,16 +4,18 @@ use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use tokengate::config::{self, Config};
 use tokengate::gateway::connections::ConnectionLimit;
+use tokengate::gateway::drain::Drain;
 use tokengate::gateway::proxy::Gateway;
 use tokengate::services::health::UpstreamHealth;
 use tokengate::services::ops_http;
@@ -36,6 +38,10 @@ struct Cli {
     /// Validate the config, print what is wrong, exit 0 (valid) or 1.
     #[arg(long)]
     check: bool,
+    /// Graceful upgrade: take over the listening sockets of the gateway running on this config
+    /// (send it SIGQUIT once this one has started), then serve once it has finished.
+    #[arg(long)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -91,7 +97,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Admin(args)) => tokengate::admin::cli::run(args, &cli.conf),
         None if cli.check => load(&cli.conf).map(|_| println!("{}: ok", cli.conf.display())),
-        None => run(cli.conf),
+        None => run(cli.conf, cli.upgrade),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,10 +155,8 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Takes the data folder for this process alone (created 0700 if missing): a second gateway on
-/// the same folder would open the same store and keys, and each would keep its own index of the
-/// tokens in it. The lock lasts as long as the returned file is open (the process's life).
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+/// Opens the data folder's lock file (creating the folder, 0700, if missing).
+fn data_dir_lock_file(dir: &Path) -> Result<(std::fs::File, PathBuf), String> {
     tokengate::fsutil::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("tokengate.lock");
     let file = std::fs::OpenOptions::new()
@@ -161,15 +165,125 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
         .truncate(false)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((file, path))
+}
+
+/// Takes the data folder for this process alone: a second gateway on the same folder would
+/// open the same store and keys, and each would keep its own index of the tokens in it. The
+/// lock lasts as long as the returned file is open (the process's life).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    let (file, path) = data_dir_lock_file(dir)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "another tokengate is running on the data folder {} (it holds {})",
+            "another tokengate is running on the data folder {} (it holds {}); to replace it without downtime, start this one with --upgrade and send that one SIGQUIT",
             dir.display(),
             path.display()
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// In a graceful upgrade: waits, up to `limit`, for the gateway being replaced to release the
+/// data folder (at its exit, once its last connection is closed), so that the store is loaded
+/// only after its last change.
+fn wait_for_data_dir(dir: &Path, limit: Duration) -> Result<std::fs::File, String> {
+    let (file, path) = data_dir_lock_file(dir)?;
+    // Far enough for any config: `checked_add` fails only past the clock's range.
+    let deadline = Instant::now().checked_add(limit);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if deadline.is_none_or(|d| Instant::now() < d) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "graceful upgrade: the gateway being replaced still holds {} after {} s (pingora's 5 s, server.grace_period_secs, twice server.shutdown_timeout_secs and 10 s); it did not exit, so this one does not load the store",
+                    path.display(),
+                    limit.as_secs()
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+        }
+    }
+}
+
+/// How long pingora's old process goes on accepting after sending its listening sockets
+/// (its `CLOSE_TIMEOUT`), before it stops and shuts down.
+const PINGORA_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest path a Unix socket address holds (`sun_path` less its final NUL).
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// Builds the pingora server. With `upgrade`, it receives the listening sockets of the gateway
+/// being replaced (waiting a few seconds for it to get SIGQUIT; it exits when none come), then
+/// waits for that gateway to release the data folder. Returns it with the data folder's lock.
+fn server(config: &Config, upgrade: bool) -> Result<(Server, std::fs::File), String> {
+    let s = &config.start.process;
+    let conf = ServerConf {
+        threads: s.threads,
+        // One current-thread runtime per worker thread instead of a work-stealing one: proxied
+        // requests are served faster (docs/decisions.md). Store acks reach each such runtime
+        // through one relay task (`store::ack`).
+        work_stealing: false,
+        // pingora keeps the runtimes going for its grace period, then drops every task: the
+        // connections get `grace_period_secs` to end with an answer, then the requests under
+        // way `shutdown_timeout_secs` to finish (`Drain`); the process exits sooner once none
+        // is left.
+        grace_period_seconds: Some(s.grace_period_secs.saturating_add(s.shutdown_timeout_secs)),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),
+        upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
+        ..ServerConf::default()
+    };
+    if !upgrade {
+        let lock = lock_data_dir(&s.data_dir)?;
+        check_listeners_free(config)?;
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        return Ok((server, lock));
+    }
+    let sock = &s.upgrade_sock;
+    if sock.as_os_str().len() > MAX_UNIX_SOCKET_PATH {
+        return Err(format!(
+            "server.upgrade_sock: {} is longer than a Unix socket address holds ({MAX_UNIX_SOCKET_PATH} bytes); set a shorter path",
+            sock.display()
+        ));
+    }
+    if !sock
+        .parent()
+        .is_some_and(|dir| dir.as_os_str().is_empty() || dir.is_dir())
+    {
+        return Err(format!(
+            "server.upgrade_sock: the folder of {} does not exist",
+            sock.display()
+        ));
+    }
+    let opt = Opt {
+        upgrade: true,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    log::info!(
+        "graceful upgrade: waiting on {} for the listening sockets of the running gateway (send it SIGQUIT)",
+        sock.display()
+    );
+    // Exits the process when no sockets come within about six seconds.
+    server.bootstrap();
+    log::info!(
+        "graceful upgrade: listening sockets received; waiting for the running gateway to finish its requests and exit"
+    );
+    // New connections wait in the listeners' backlog meanwhile: none is refused.
+    // The old one: pingora's close timeout, the grace period and shutdown timeout (`Drain`),
+    // then at most the shutdown timeout again for its runtimes' blocking threads.
+    let limit = PINGORA_CLOSE_TIMEOUT
+        .as_secs()
+        .saturating_add(s.grace_period_secs)
+        .saturating_add(s.shutdown_timeout_secs.saturating_mul(2))
+        .saturating_add(10);
+    let limit = Duration::from_secs(limit);
+    let lock = wait_for_data_dir(&s.data_dir, limit)?;
+    Ok((server, lock))
 }
 
 /// Refuses to start when a listener's address cannot be bound (in use, or not this host's),
@@ -189,12 +303,12 @@ fn check_listeners_free(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn run(conf_path: PathBuf) -> Result<(), String> {
+fn run(conf_path: PathBuf, upgrade: bool) -> Result<(), String> {
     // Fingerprinted before loading: a save made from here on is picked up when the watcher starts.
     let loaded = Fingerprint::read(&conf_path);
     let config: Config = load(&conf_path)?;
-    let _data_lock = lock_data_dir(&config.start.process.data_dir)?;
-    check_listeners_free(&config)?;
+    // In an upgrade the store is loaded only once the old gateway is gone (`server`).
+    let (mut server, _data_lock) = server(&config, upgrade)?;
     raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -206,26 +320,16 @@ fn run(conf_path: PathBuf) -> Result<(), String> {
     drop(rt);
 
     let s = &config.start.process;
-    let conf = ServerConf {
-        threads: s.threads,
-        // One current-thread runtime per worker thread instead of a work-stealing one: proxied
-        // requests are served faster (docs/decisions.md). Store acks reach each such runtime
-        // through one relay task (`store::ack`).
-        work_stealing: false,
-        grace_period_seconds: Some(s.grace_period_secs),
-        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout_secs),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-
     let mut app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
     let mut options = HttpServerOptions::default();
     // HTTP/1.1 idle connections are closed per request (`Gateway::request_filter`); HTTP/2
     // ones here, by the value at start.
     options.h2_idle_timeout = Some(config.server.keepalive_timeout);
     app.server_options = Some(options);
-    let mut proxy = Service::new("tokengate".to_string(), ConnectionLimit::new(app, state.clone()));
+    // After SIGTERM or SIGQUIT the process ends once its connections are done (`Drain`); in an
+    // upgrade its exit releases the data folder to the new process.
+    let drain = Drain::new(|| std::process::exit(0));
+    let mut proxy = Service::new("tokengate".to_string(), ConnectionLimit::new(app, state.clone(), drain));
     let certificates = match &s.tls {
         Some(files) => Some(std::sync::Arc::new(
             tls::Certificates::load(files).map_err(|e| e.to_string())?,

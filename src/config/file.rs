@@ -53,10 +53,14 @@ pub struct ServerSection {
     pub tls_key: Option<String>,
     /// Folder for generated keys and the default store, beside the config file.
     pub data_dir: String,
-    /// Seconds SIGTERM waits before closing listeners.
+    /// Seconds the open client connections get, after SIGTERM (or an upgrade's SIGQUIT) stopped
+    /// the listeners, to end by themselves (every answer then closes its connection).
     pub grace_period_secs: u64,
-    /// Seconds in-flight requests get to finish after the grace period.
+    /// Seconds requests under way then get to finish (idle connections are closed).
     pub shutdown_timeout_secs: u64,
+    /// Unix socket over which a gateway started with `--upgrade` receives the listening
+    /// sockets of the running one. Default: `upgrade.sock` in `data_dir`.
+    pub upgrade_sock: Option<String>,
     /// One info log line per proxied or answered request (it costs throughput).
     pub access_log: bool,
     /// Seconds an OAuth endpoint waits for the whole request body (slow-body defence).
@@ -87,6 +91,7 @@ impl Default for ServerSection {
             data_dir: "data".into(),
             grace_period_secs: 1,
             shutdown_timeout_secs: 5,
+            upgrade_sock: None,
             access_log: false,
             body_read_timeout_secs: 10,
             upstream_connect_timeout_secs: 5,

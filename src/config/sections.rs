@@ -55,15 +55,21 @@ pub(super) fn process(s: &ServerSection, base: &Path) -> Result<ProcessSettings,
         (Some(_), None) => return Err(invalid("server.tls_key", "tls_cert is set, tls_key is missing")),
         (None, Some(_)) => return Err(invalid("server.tls_cert", "tls_key is set, tls_cert is missing")),
     };
+    let data_dir = resolve(base, &s.data_dir);
+    let upgrade_sock = match &s.upgrade_sock {
+        Some(path) => resolve(base, path),
+        None => data_dir.join("upgrade.sock"),
+    };
     Ok(ProcessSettings {
         listen: s.listen.clone(),
         threads: s.threads,
         metrics_listen: s.metrics_listen.clone(),
         admin_listen: s.admin_listen.clone(),
         tls,
-        data_dir: resolve(base, &s.data_dir),
+        data_dir,
         grace_period_secs: s.grace_period_secs,
         shutdown_timeout_secs: s.shutdown_timeout_secs,
+        upgrade_sock,
     })
 }
 

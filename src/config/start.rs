@@ -29,6 +29,8 @@ pub struct ProcessSettings {
     pub data_dir: PathBuf,
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
+    /// The Unix socket of a graceful upgrade (`--upgrade`).
+    pub upgrade_sock: PathBuf,
 }
 
 /// PEM files that turn the listener into HTTPS.
@@ -72,6 +74,7 @@ impl StartConfig {
             data_dir,
             grace_period_secs,
             shutdown_timeout_secs,
+            upgrade_sock,
         } = process;
         let StoreSettings {
             backend,
@@ -97,6 +100,7 @@ impl StartConfig {
                 "server.shutdown_timeout_secs",
                 *shutdown_timeout_secs != p.shutdown_timeout_secs,
             ),
+            ("server.upgrade_sock", *upgrade_sock != p.upgrade_sock),
             ("store.path/url/pool_size", *backend != s.backend),
             ("store.sweep_interval_secs", *sweep_interval != s.sweep_interval),
             ("store.stale_after_secs", *stale_after != s.stale_after),

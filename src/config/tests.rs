@@ -297,3 +297,11 @@ fn the_admin_api_needs_its_credential_and_its_listener_needs_a_restart() {
         "a restart opens it"
     );
 }
+
+#[test]
+fn the_upgrade_socket_defaults_to_the_data_folder() {
+    let c = parse(CLIENT).unwrap();
+    assert_eq!(c.start.process.upgrade_sock, Path::new("/base/data/upgrade.sock"));
+    let c = parse(&format!("[server]\nupgrade_sock = \"run/tg.sock\"\n{CLIENT}")).unwrap();
+    assert_eq!(c.start.process.upgrade_sock, Path::new("/base/run/tg.sock"));
+}

@@ -9,7 +9,8 @@
 //!
 //! It wraps the proxy's pingora application: one count per accepted connection, held for the
 //! connection's whole life (pingora serves all the requests of a keep-alive connection in one
-//! `process_new` call).
+//! `process_new` call). Once the listener stops accepting, the proxy's cleanup waits for those
+//! connections to close ([`Drain`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
+use super::drain::Drain;
 use crate::state::AppState;
 
 /// The answer to a connection past the bound.
@@ -39,13 +41,15 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct ConnectionLimit<A> {
     app: Arc<A>,
     state: Arc<AppState>,
+    drain: Drain,
 }
 
 impl<A> ConnectionLimit<A> {
-    pub fn new(app: A, state: Arc<AppState>) -> ConnectionLimit<A> {
+    pub fn new(app: A, state: Arc<AppState>, drain: Drain) -> ConnectionLimit<A> {
         ConnectionLimit {
             app: Arc::new(app),
             state,
+            drain,
         }
     }
 }
@@ -79,7 +83,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
     }
 
     async fn cleanup(&self) {
-        self.app.cleanup().await
+        // The listener stopped accepting: the open connections may end with an answer before
+        // pingora closes the idle ones.
+        self.drain.until_idle_may_close(&self.state).await;
+        self.app.cleanup().await;
+        self.drain.until_closed(&self.state).await;
     }
 }
 

@@ -1,10 +1,11 @@
 //! HTTP side, pingora's glue: request targets, bearer checks, identity and forwarding headers,
-//! the connection bound, and the proxy that ties them together.
+//! the connection bound and the drain at shutdown, and the proxy that ties them together.
 
 pub mod bearer;
 pub(crate) mod body;
 pub mod connections;
 pub mod dpop;
+pub mod drain;
 pub(crate) mod forwarded;
 pub(crate) mod identity;
 pub(crate) mod limits;

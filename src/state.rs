@@ -14,6 +14,7 @@ use crate::oauth::deps::OAuthDeps;
 use crate::oauth::documents;
 use crate::oauth::lockout::Lockout;
 use crate::oauth::passwords::PasswordChecker;
+use crate::oauth::replay::ReplayCache;
 use crate::store::shared::{fingerprint, KeyFingerprint};
 use crate::store::timed::TimedStore;
 use crate::store::{self, StoreError, TokenStore};
@@ -64,6 +65,8 @@ pub struct AppState {
     pub connections: ConnectionCount,
     /// Resource owners' password checks (argon2id, a bounded number at once).
     pub passwords: PasswordChecker,
+    /// The `jti`s of the client assertions already used; outside `Live` so a reload keeps them.
+    pub replay: ReplayCache,
     /// Counts config swaps, for the background work that follows the config (health checks).
     config_version: tokio::sync::watch::Sender<u64>,
 }
@@ -97,6 +100,7 @@ impl AppState {
             lockout: Lockout::default(),
             connections: ConnectionCount::default(),
             passwords,
+            replay: ReplayCache::default(),
             config_version: tokio::sync::watch::Sender::new(0),
         }))
     }
@@ -108,6 +112,7 @@ impl AppState {
             lockout: &self.lockout,
             metrics: &self.metrics,
             passwords: &self.passwords,
+            replay: &self.replay,
         }
     }
 

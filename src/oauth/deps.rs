@@ -1,9 +1,10 @@
 //! What the OAuth endpoints use of the running gateway, and nothing more: the token engine, the
-//! brute-force counters, the metrics and the password checker. The live config is passed per
+//! brute-force counters, the metrics, the password checker and the spent client assertions. The live config is passed per
 //! request beside it. The endpoints are unit-tested with these alone, without a socket or a file.
 
 use super::lockout::Lockout;
 use super::passwords::PasswordChecker;
+use super::replay::ReplayCache;
 use crate::metrics::Metrics;
 use crate::tokens::service::TokenService;
 
@@ -14,4 +15,6 @@ pub struct OAuthDeps<'a> {
     pub lockout: &'a Lockout,
     pub metrics: &'a Metrics,
     pub passwords: &'a PasswordChecker,
+    /// The `jti`s of the client assertions already used (`private_key_jwt`).
+    pub replay: &'a ReplayCache,
 }

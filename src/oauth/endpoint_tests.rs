@@ -13,6 +13,7 @@ use super::super::deps::OAuthDeps;
 use super::super::errors::OAuthError;
 use super::super::lockout::Lockout;
 use super::super::passwords::PasswordChecker;
+use super::super::replay::ReplayCache;
 use super::super::token_endpoint::{token, EndpointRequest};
 use super::{introspect, revoke};
 use crate::config::{parse_str, Config};
@@ -42,6 +43,7 @@ struct Fixture {
     lockout: Lockout,
     metrics: Metrics,
     passwords: PasswordChecker,
+    replay: ReplayCache,
     config: Config,
 }
 
@@ -58,6 +60,7 @@ impl Fixture {
             lockout: Lockout::default(),
             metrics: Metrics::new().unwrap(),
             passwords: PasswordChecker::new(1).unwrap(),
+            replay: ReplayCache::default(),
             config: parse_str(&config_text("\"a\", \"b\""), Path::new("/nowhere")).unwrap(),
         }
     }
@@ -68,6 +71,7 @@ impl Fixture {
             lockout: &self.lockout,
             metrics: &self.metrics,
             passwords: &self.passwords,
+            replay: &self.replay,
         }
     }
 }

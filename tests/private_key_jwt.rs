@@ -108,7 +108,10 @@ impl RustKey {
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
         RustKey {
             private: EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
-            public: JwtSigner::from_pem(pem.as_bytes(), JwtAlgorithm::EdDSA).unwrap().jwk().clone(),
+            public: JwtSigner::from_pem(pem.as_bytes(), JwtAlgorithm::EdDSA)
+                .unwrap()
+                .jwk()
+                .clone(),
         }
     }
 
@@ -231,9 +234,17 @@ fn assertions_from_pyjwt_and_rust_authenticate_at_every_endpoint() {
     let token = token_ok(&gw, &rust.sign(&claims(&gw)));
 
     // Introspection and revocation authenticate the same way.
-    let r = post(&gw, "introspect", &ec.sign("ES256", CLIENT, &endpoint), &[("token", &token)]);
+    let r = post(
+        &gw,
+        "introspect",
+        &ec.sign("ES256", CLIENT, &endpoint),
+        &[("token", &token)],
+    );
     let body: Value = r.json().unwrap();
-    assert_eq!((body["active"].clone(), body["client_id"].clone()), (json!(true), json!(CLIENT)));
+    assert_eq!(
+        (body["active"].clone(), body["client_id"].clone()),
+        (json!(true), json!(CLIENT))
+    );
     let r = post(&gw, "revoke", &rust.sign(&claims(&gw)), &[("token", &token)]);
     assert_eq!(r.status(), 200);
     assert_eq!(gw.call("/api/x", &token), 401, "revoked");
@@ -271,8 +282,14 @@ fn hostile_assertions_and_wrong_methods_are_invalid_client_and_never_logged() {
         let forged = encode(&header, &claims(&gw), &EncodingKey::from_secret(secret.as_bytes())).unwrap();
         refused(forged, "HS256 keyed with the public key");
     }
-    refused(rsa.sign("RS256", CLIENT, "https://elsewhere.example/oauth2/token"), "wrong aud");
-    refused(rsa.sign("RS256", CLIENT, &format!("{}/oauth2/revoke", gw.base)), "another endpoint as aud");
+    refused(
+        rsa.sign("RS256", CLIENT, "https://elsewhere.example/oauth2/token"),
+        "wrong aud",
+    );
+    refused(
+        rsa.sign("RS256", CLIENT, &format!("{}/oauth2/revoke", gw.base)),
+        "another endpoint as aud",
+    );
     refused(stranger.sign("RS256", CLIENT, &endpoint), "a key not in the set");
     for (name, value, what) in [
         ("iss", json!("jwt-app"), "iss not the client"),
@@ -325,10 +342,16 @@ fn hostile_assertions_and_wrong_methods_are_invalid_client_and_never_logged() {
     assert_eq!(r.status(), 400, "Basic and an assertion together");
 
     let log = gw.log();
-    assert!(log.contains("client_assertion refused"), "the reasons are logged at debug");
+    assert!(
+        log.contains("client_assertion refused"),
+        "the reasons are logged at debug"
+    );
     for assertion in &sent {
         let signature = assertion.rsplit('.').next().unwrap();
-        assert!(signature.is_empty() || !log.contains(signature), "an assertion reached the log");
+        assert!(
+            signature.is_empty() || !log.contains(signature),
+            "an assertion reached the log"
+        );
         assert!(!log.contains(assertion.as_str()));
     }
 }
@@ -353,7 +376,14 @@ fn a_private_jwk_or_a_secret_beside_the_keys_is_refused_naming_the_key() {
     write_jwks(dir.path(), &[&rsa.private]);
     let path = dir.path().join("gateway.toml");
     write(&path, &config_text(common::free_port(), &setup("")));
-    let check = || Command::new(common::bin()).arg("--conf").arg(&path).arg("--check").output().unwrap();
+    let check = || {
+        Command::new(common::bin())
+            .arg("--conf")
+            .arg(&path)
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
     let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -365,7 +395,10 @@ fn a_private_jwk_or_a_secret_beside_the_keys_is_refused_naming_the_key() {
     assert_eq!(check().status.code(), Some(0));
     let text = config_text(common::free_port(), &setup("")).replace(
         "token_endpoint_auth_method = \"private_key_jwt\"\n",
-        &format!("token_endpoint_auth_method = \"private_key_jwt\"\nsecret_sha256 = \"{}\"\n", common::SECRET_SHA256),
+        &format!(
+            "token_endpoint_auth_method = \"private_key_jwt\"\nsecret_sha256 = \"{}\"\n",
+            common::SECRET_SHA256
+        ),
     );
     write(&path, &text);
     let out = check();

@@ -10,124 +10,17 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use common::client_keys::{now, PyKey, RustKey};
 use common::{config_text, write, Gateway, Setup};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
-use tokengate::tokens::jwt::{JwtAlgorithm, JwtSigner};
 
 const CLIENT: &str = "pk-app";
 const TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const JWKS_FILE: &str = "keys/pk-app.jwks.json";
-
-/// The client side in Python: `keygen RSA|EC <pem path> <kid>` writes a private key and prints
-/// its public and private JWKs; `sign <pem path> <alg> <kid> <client id> <aud>` prints an
-/// assertion as a client library makes it (fresh `jti`, `exp` a minute ahead).
-const PYTHON: &str = r#"
-import json, sys, time, uuid
-import jwt
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-if sys.argv[1] == "keygen":
-    kind, path, kid = sys.argv[2:5]
-    if kind == "RSA":
-        key, alg = rsa.generate_private_key(public_exponent=65537, key_size=2048), RSAAlgorithm
-    else:
-        key, alg = ec.generate_private_key(ec.SECP256R1()), ECAlgorithm
-    public = json.loads(alg.to_jwk(key.public_key()))
-    public["kid"] = kid
-    private = json.loads(alg.to_jwk(key))
-    private["kid"] = kid
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    open(path, "wb").write(pem)
-    print(json.dumps({"public": public, "private": private}))
-else:
-    path, alg, kid, client_id, aud = sys.argv[2:7]
-    now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + 60,
-              "jti": str(uuid.uuid4())}
-    print(jwt.encode(claims, open(path, "rb").read(), algorithm=alg, headers={"kid": kid}))
-"#;
-
-fn python(args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PYTHON)
-        .args(args)
-        .output()
-        .expect("python3 is needed for this test (scripts/deps.sh installs PyJWT and cryptography)");
-    assert!(
-        out.status.success(),
-        "python3 {args:?} failed (scripts/deps.sh installs PyJWT and cryptography): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A key pair held by PyJWT's side: its PEM file and its JWKs.
-struct PyKey {
-    pem: String,
-    kid: String,
-    public: Value,
-    private: Value,
-}
-
-impl PyKey {
-    fn new(dir: &Path, kind: &str, kid: &str) -> PyKey {
-        let pem = dir.join(format!("{kid}.pem")).display().to_string();
-        let out: Value = serde_json::from_str(&python(&["keygen", kind, &pem, kid])).unwrap();
-        PyKey {
-            pem,
-            kid: kid.into(),
-            public: out["public"].clone(),
-            private: out["private"].clone(),
-        }
-    }
-
-    fn sign(&self, alg: &str, client_id: &str, aud: &str) -> String {
-        python(&["sign", &self.pem, alg, &self.kid, client_id, aud])
-    }
-}
-
-/// A key pair held by the Rust side (Ed25519), signing any claims.
-struct RustKey {
-    private: EncodingKey,
-    public: Value,
-}
-
-impl RustKey {
-    fn new() -> RustKey {
-        let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
-        RustKey {
-            private: EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
-            public: JwtSigner::from_pem(pem.as_bytes(), JwtAlgorithm::EdDSA)
-                .unwrap()
-                .jwk()
-                .clone(),
-        }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = self.public["kid"].as_str().map(str::to_string);
-        encode(&header, claims, &self.private).unwrap()
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// Good claims for `pk-app` at `gw`, with a fresh `jti`.
 fn claims(gw: &Gateway) -> Value {
@@ -211,7 +104,7 @@ fn assertions_from_pyjwt_and_rust_authenticate_at_every_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let rsa = PyKey::new(dir.path(), "RSA", "py-rsa");
     let ec = PyKey::new(dir.path(), "EC", "py-ec");
-    let rust = RustKey::new();
+    let rust = RustKey::generate();
     let gw = start(dir, &[&rsa.public, &ec.public, &rust.public], "");
 
     let meta = gw.metadata();
@@ -263,7 +156,7 @@ fn hostile_assertions_and_wrong_methods_are_invalid_client_and_never_logged() {
     let dir = tempfile::tempdir().unwrap();
     let rsa = PyKey::new(dir.path(), "RSA", "py-rsa");
     let stranger = PyKey::new(dir.path(), "RSA", "py-stranger");
-    let rust = RustKey::new();
+    let rust = RustKey::generate();
     let gw = start(dir, &[&rsa.public, &rust.public], "lockout_max_failures = 0");
     let endpoint = token_endpoint(&gw);
     let n = now();
@@ -359,7 +252,7 @@ fn hostile_assertions_and_wrong_methods_are_invalid_client_and_never_logged() {
 #[test]
 fn failed_assertions_count_toward_the_lockout() {
     let dir = tempfile::tempdir().unwrap();
-    let rust = RustKey::new();
+    let rust = RustKey::generate();
     let gw = start(dir, &[&rust.public], "lockout_max_failures = 3");
     for _ in 0..3 {
         let expired = with(claims(&gw), "exp", json!(now() - 3600));
@@ -418,8 +311,8 @@ fn hangup(gw: &Gateway) {
 #[test]
 fn the_jwks_file_is_read_again_at_a_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let old = RustKey::new();
-    let new = RustKey::new();
+    let old = RustKey::generate();
+    let new = RustKey::generate();
     let gw = start(dir, &[&old.public], "lockout_max_failures = 0");
     gw.eventually(5, "the SIGHUP handler", || gw.log().contains("SIGHUP also reloads"));
     let accepted = |key: &RustKey| cc(&gw, &key.sign(&claims(&gw))).status() == 200;

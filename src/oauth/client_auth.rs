@@ -22,7 +22,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::client_assertion::{self, ClientAssertion};
+use super::client_assertion::{self, AssertionError, ClientAssertion};
 use super::errors::OAuthError;
 use super::form::Form;
 use super::replay::ReplayCache;
@@ -153,7 +153,11 @@ pub fn verify<'c>(
             let token_endpoint = format!("{issuer}/oauth2/token");
             let audiences = [token_endpoint.as_str(), issuer, config.oauth.issuer.as_str()];
             client_assertion::verify(a, keys, &audiences, replay, now).map_err(|e| {
-                log::debug!("client {:?}: client_assertion refused: {e}", a.client_id);
+                if e == AssertionError::CacheFull {
+                    log::warn!("client {:?}: client_assertion refused: {e}", a.client_id);
+                } else {
+                    log::debug!("client {:?}: client_assertion refused: {e}", a.client_id);
+                }
                 OAuthError::from(e)
             })?;
             Ok(client)

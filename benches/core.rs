@@ -56,7 +56,7 @@ fn record(id: TokenId, key: &Arc<KeySlot>) -> Arc<AccessRecord> {
 
 fn key(index: &TokenIndex, i: usize) -> Arc<KeySlot> {
     let scope = ScopeSet::parse("orders:read").unwrap();
-    index.key_slot(index.key(&format!("client-{}", i % 1000), "", &scope))
+    index.key_slot(index.key(&format!("client-{}", i % 1000), "", &scope, &Default::default()))
 }
 
 fn filled_index(codec: &OpaqueCodec) -> (Arc<TokenIndex>, Vec<TokenId>) {
@@ -132,6 +132,7 @@ fn bearer_benches(c: &mut Criterion) {
     let signer = JwtSigner::load_or_generate(&dir.path().join("k.pem"), JwtAlgorithm::RS256).unwrap();
     let jwt = signer
         .sign(&AccessClaims {
+            aud: None,
             iss: "http://gw",
             sub: "client-1",
             client_id: "client-1",
@@ -201,6 +202,7 @@ fn issuance_benches(c: &mut Criterion) {
                 black_box(
                     signer
                         .sign(&AccessClaims {
+                            aud: None,
                             iss: "http://127.0.0.1:8080",
                             sub: "orders-app",
                             client_id: "orders-app",

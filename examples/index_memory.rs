@@ -38,7 +38,14 @@ fn main() {
     // As `TokenService::issue` does for a key's first token: the key (client id and scope set
     // interned), then its slot.
     let slots: Vec<Arc<KeySlot>> = (0..keys)
-        .map(|k| index.key_slot(index.key(&format!("client-{}", k % 1000), &format!("user-{k}"), &scope)))
+        .map(|k| {
+            index.key_slot(index.key(
+                &format!("client-{}", k % 1000),
+                &format!("user-{k}"),
+                &scope,
+                &Default::default(),
+            ))
+        })
         .collect();
     let start = Instant::now();
     {

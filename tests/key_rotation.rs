@@ -26,6 +26,7 @@ fn verify(gw: &Gateway, token: &str, alg: Algorithm) -> String {
     let jwk = set.find(&kid).unwrap_or_else(|| panic!("kid {kid} is not published"));
     let mut v = Validation::new(alg);
     v.set_issuer(&[gw.base.as_str()]);
+    v.set_audience(&[gw.base.as_str()]);
     decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap();
     kid
 }

@@ -267,7 +267,9 @@ fn verify_jwt(gw: &Gateway, token: &str, alg: Algorithm) -> Value {
     let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid is published");
     let mut v = Validation::new(alg);
     v.set_issuer(&[gw.base.as_str()]);
-    v.set_required_spec_claims(&["exp", "iss", "sub"]);
+    // Without `resource` the audience is the issuer (no `oauth.default_audience` here).
+    v.set_audience(&[gw.base.as_str()]);
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
         .unwrap()
         .claims

@@ -122,6 +122,8 @@ impl Default for StoreSection {
 pub struct OAuthSection {
     /// Absent: `http://` and `server.listen`.
     pub issuer: Option<String>,
+    /// `aud` of tokens requested without `resource`. Absent: the issuer.
+    pub default_audience: Option<String>,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     /// PEM private key. Absent: `jwt-<algorithm>.pem` in the data folder, generated if missing.
@@ -159,6 +161,7 @@ impl Default for OAuthSection {
     fn default() -> OAuthSection {
         OAuthSection {
             issuer: None,
+            default_audience: None,
             access_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 86_400,
             jwt_signing_key: None,
@@ -234,6 +237,9 @@ pub struct ClientEntry {
     /// This client's own bound on tokens held, in place of `oauth.max_live_tokens_per_client`
     /// (a batch client that legitimately holds many, say); 0 = no limit but the gateway's.
     pub max_live_tokens: Option<u64>,
+    /// The audiences it may ask for with `resource`, besides the default one. Absent: every
+    /// route's audience.
+    pub audiences: Option<Vec<String>>,
 }
 
 fn default_token_type() -> String {
@@ -276,6 +282,8 @@ pub struct RouteEntry {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub auth: Option<bool>,
+    /// Tokens must carry this in `aud`; absent: any audience.
+    pub audience: Option<String>,
 }
 
 /// A route's `health_check = { path, interval_secs, timeout_ms }`.

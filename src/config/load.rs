@@ -10,6 +10,7 @@ use super::model::{Client, Config, User};
 use super::routes::{Route, RouteTable};
 use super::sections;
 use super::start::StartConfig;
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::ScopeSet;
@@ -153,6 +154,7 @@ fn client(i: usize, c: ClientEntry, base: &Path) -> Result<Client, ConfigError> 
         scopes,
         refresh_tokens_for_client_credentials: refresh_cc,
         max_live_tokens: c.max_live_tokens,
+        audiences: client_audiences(&key, c.audiences.as_deref())?,
     })
 }
 
@@ -184,10 +186,35 @@ fn route(i: usize, r: RouteEntry, base: &Path) -> Result<Route, ConfigError> {
             "a public route (auth = false) cannot require scopes",
         ));
     }
+    let audience = match &r.audience {
+        None => None,
+        Some(_) if !auth => {
+            return Err(invalid(
+                format!("{key}.audience"),
+                "a public route (auth = false) cannot require an audience",
+            ))
+        }
+        Some(uri) => Some(Arc::from(
+            AudienceSet::one(uri)
+                .map_err(|e| invalid(format!("{key}.audience"), format!("{e} (RFC 8707)")))?
+                .as_str(),
+        )),
+    };
     Ok(Route {
         path_prefix: r.path_prefix,
         upstream: Arc::new(upstream),
         scopes,
         auth,
+        audience,
     })
+}
+
+/// A client's `audiences`, each an absolute URI without a fragment.
+fn client_audiences(key: &str, listed: Option<&[String]>) -> Result<Option<AudienceSet>, ConfigError> {
+    listed
+        .map(|uris| {
+            AudienceSet::from_uris(uris.iter().map(String::as_str))
+                .map_err(|e| invalid(format!("{key}.audiences"), format!("{e} (RFC 8707)")))
+        })
+        .transpose()
 }

@@ -11,6 +11,7 @@ pub use super::client_auth::{ClientAuth, ClientKeys, SecretMethod};
 use super::routes::RouteTable;
 pub use super::start::{KeySettings, ProcessSettings, StartConfig, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantSet;
 use crate::domain::key::{ScopeSet, TokenKey};
@@ -51,6 +52,8 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub issuer: String,
+    /// `aud` of tokens requested without `resource`: `oauth.default_audience`, or the issuer.
+    pub default_audience: AudienceSet,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub jwt_policy: RenewPolicy,
@@ -117,6 +120,8 @@ pub struct Client {
     /// Tokens this client may hold, when it has a bound of its own; `None`: the gateway's
     /// `oauth.max_live_tokens_per_client`.
     pub max_live_tokens: Option<u64>,
+    /// The audiences it may ask for besides the default one; `None`: every route's audience.
+    pub audiences: Option<AudienceSet>,
 }
 
 impl Client {
@@ -137,13 +142,30 @@ pub struct User {
 
 impl Config {
     /// Whether this config still allows a token of `key`: its client and its user (if it has
-    /// one) are configured, and the client may still ask for every scope the token carries.
-    /// Tokens of a removed client or user, or wider than their client's scopes now, stop working
-    /// at once (fail closed).
+    /// one) are configured, and the client may still ask for every scope and every audience the
+    /// token carries. Tokens of a removed client or user, or wider than their client's scopes or
+    /// audiences now, stop working at once (fail closed).
     pub fn permits(&self, key: &TokenKey) -> bool {
-        self.clients
-            .get(&*key.client_id)
-            .is_some_and(|client| client.scopes.is_superset(&key.scope))
-            && (key.subject.is_empty() || self.users.contains_key(key.subject.as_str()))
+        self.clients.get(&*key.client_id).is_some_and(|client| {
+            client.scopes.is_superset(&key.scope) && self.audiences_allowed(client, &key.audience)
+        }) && (key.subject.is_empty() || self.users.contains_key(key.subject.as_str()))
+    }
+
+    /// Whether `client` may ask for a token for `uri`: the default audience, one it lists, or,
+    /// when it lists none, a route's.
+    pub fn may_target(&self, client: &Client, uri: &str) -> bool {
+        self.oauth.default_audience.as_str() == uri
+            || match &client.audiences {
+                Some(listed) => listed.contains(uri),
+                None => self.routes.has_audience(uri),
+            }
+    }
+
+    /// Whether every audience of a token is still one its client may ask for. The common case,
+    /// a token for the default audience, is one comparison; tokens stored before audiences
+    /// existed (no audience) are not refused for it.
+    fn audiences_allowed(&self, client: &Client, audience: &AudienceSet) -> bool {
+        audience.as_str() == self.oauth.default_audience.as_str()
+            || audience.iter().all(|uri| self.may_target(client, uri))
     }
 }

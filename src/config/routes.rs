@@ -15,6 +15,8 @@ pub struct Route {
     pub scopes: ScopeSet,
     /// `false` for a public route that needs no token.
     pub auth: bool,
+    /// Tokens must carry this audience in `aud`; `None`: any audience.
+    pub audience: Option<Arc<str>>,
 }
 
 impl Route {
@@ -32,6 +34,8 @@ impl Route {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// The routes' audiences, sorted, each once: what a client may ask for by default.
+    audiences: Vec<Arc<str>>,
 }
 
 impl RouteTable {
@@ -48,14 +52,23 @@ impl RouteTable {
                 return Err(pair[0].path_prefix.clone());
             }
         }
+        let mut audiences: Vec<Arc<str>> = routes.iter().filter_map(|r| r.audience.clone()).collect();
+        audiences.sort_unstable();
+        audiences.dedup();
         Ok(RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
+            audiences,
         })
     }
 
     /// The route with the longest prefix matching `path`.
     pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.matches(path))
+    }
+
+    /// Whether a route names `uri` as its audience.
+    pub fn has_audience(&self, uri: &str) -> bool {
+        self.audiences.binary_search_by(|a| (**a).cmp(uri)).is_ok()
     }
 
     /// Every route, longest prefix first.
@@ -100,6 +113,7 @@ mod tests {
             upstream: Arc::new(Balancer::new(prefix, settings).unwrap()),
             scopes: ScopeSet::default(),
             auth: true,
+            audience: None,
         }
     }
 

@@ -11,6 +11,7 @@ use super::file::{OAuthSection, RenewSection, ServerSection, StoreSection};
 use super::model::{LockoutSettings, OAuthSettings, ServerSettings};
 use super::start::{KeySettings, ProcessSettings, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::JwtAlgorithm;
 use crate::domain::policy::RenewPolicy;
 use crate::store::{postgres, Backend};
@@ -155,9 +156,17 @@ pub(super) fn oauth(o: OAuthSection, listen: &str) -> Result<OAuthSettings, Conf
             return Err(invalid(key, format!("must be between 1 and {MAX_TTL_SECS}")));
         }
     }
+    let issuer = o.issuer.clone().unwrap_or_else(|| format!("http://{listen}"));
+    let default_audience = AudienceSet::one(o.default_audience.as_deref().unwrap_or(&issuer)).map_err(|e| {
+        invalid(
+            "oauth.default_audience",
+            format!("{e} (RFC 8707); the issuer is used when absent"),
+        )
+    })?;
     Ok(OAuthSettings {
         lockout: lockout(&o)?,
-        issuer: o.issuer.unwrap_or_else(|| format!("http://{listen}")),
+        issuer,
+        default_audience,
         access_token_ttl_secs: o.access_token_ttl_secs,
         refresh_token_ttl_secs: o.refresh_token_ttl_secs,
         jwt_policy: renew_policy("oauth.jwt", &o.jwt.renew_token_without_revoking_existing)?,

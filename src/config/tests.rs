@@ -231,3 +231,37 @@ fn previous_jwt_keys_resolve_from_the_config_folder_and_need_a_restart() {
     let reloaded = parse(CLIENT).unwrap();
     assert_eq!(c.start.changes(&reloaded.start), ["oauth.jwt_previous_keys"]);
 }
+
+#[test]
+fn audiences_default_to_the_issuer_and_are_checked_uris() {
+    let c = parse(&format!("[oauth]\nissuer = \"https://id.example\"\n{CLIENT}")).unwrap();
+    assert_eq!(c.oauth.default_audience.as_str(), "https://id.example");
+    let c = parse(&format!("[oauth]\ndefault_audience = \"urn:api\"\n{CLIENT}")).unwrap();
+    assert_eq!(c.oauth.default_audience.as_str(), "urn:api");
+    let route = "[[routes]]\npath_prefix = \"/o\"\nupstream = \"127.0.0.1:9\"\n";
+    for (text, key) in [
+        (
+            format!("[oauth]\ndefault_audience = \"api\"\n{CLIENT}"),
+            "oauth.default_audience",
+        ),
+        (
+            format!("{CLIENT}audiences = [\"https://a#b\"]\n"),
+            "clients[0].audiences",
+        ),
+        (format!("{CLIENT}{route}audience = \"x y\"\n"), "routes[0].audience"),
+        (
+            format!("{CLIENT}{route}auth = false\naudience = \"https://o\"\n"),
+            "routes[0].audience",
+        ),
+    ] {
+        assert!(err(&text).contains(key), "{key}: {}", err(&text));
+    }
+    let c = parse(&format!(
+        "{CLIENT}audiences = [\"https://o\"]\n{route}audience = \"https://o\"\n"
+    ))
+    .unwrap();
+    let client = &c.clients["c"];
+    assert!(c.may_target(client, "https://o"));
+    assert!(c.may_target(client, c.oauth.default_audience.as_str()));
+    assert!(!c.may_target(client, "https://p"));
+}

@@ -1,12 +1,14 @@
 //! The token identity: which tokens count as "the same token" for the renewal policy.
 //!
-//! `key = (client_id, subject, scope set)` (docs/renewal-policy.md, section 1). The scope set is de-duplicated
+//! `key = (client_id, subject, scope set, audience set)` (docs/renewal-policy.md, section 1). The scope set is de-duplicated
 //! and sorted, so `"b a"` and `"a b a"` are one key; the token format is not part of the key.
 
 use std::fmt;
 use std::sync::Arc;
 
 use compact_str::CompactString;
+
+use super::audience::AudienceSet;
 
 /// A set of scope tokens, kept sorted and de-duplicated (case-sensitive), stored as its
 /// canonical text (`"a b c"`), which is also the `X-Scope` header value as is. The text is shared:
@@ -110,6 +112,8 @@ pub struct TokenKey {
     /// Kept inline up to 24 bytes (most user names): no allocation of its own.
     pub subject: CompactString,
     pub scope: ScopeSet,
+    /// Where the token may be used (`aud`): two audiences are two keys.
+    pub audience: AudienceSet,
 }
 
 #[cfg(test)]
@@ -185,9 +189,13 @@ mod tests {
             client_id: c.into(),
             subject: u.into(),
             scope: s.clone(),
+            audience: AudienceSet::default(),
         };
         assert_ne!(k("c", "alice"), k("c", "bob"));
         assert_ne!(k("c1", ""), k("c2", ""));
         assert_eq!(k("c", "alice"), k("c", "alice"));
+        let mut other = k("c", "alice");
+        other.audience = AudienceSet::one("https://orders.example").unwrap();
+        assert_ne!(other, k("c", "alice"), "the audience is part of the key");
     }
 }

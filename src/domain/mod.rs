@@ -1,7 +1,8 @@
 //! The shared vocabulary at the bottom of the crate: token ids and states, formats, grant types,
-//! token keys and scopes, request paths, and the renewal decision. It depends on nothing else
+//! token keys, scopes and audiences, request paths, and the renewal decision. It depends on nothing else
 //! in the crate; every other layer speaks it.
 
+pub mod audience;
 pub mod format;
 pub mod grant_type;
 pub mod ids;

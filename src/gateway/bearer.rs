@@ -31,6 +31,8 @@ pub enum BearerError {
     Invalid,
     /// Valid token without the route's scopes: 403 `insufficient_scope`.
     InsufficientScope(String),
+    /// A token for another audience than the route's: 401 `invalid_token` (RFC 9068 section 4).
+    WrongAudience,
     /// Cluster mode: the index is stale (cut off from the database longer than
     /// `store.stale_after_secs`), or a token this node had not seen could not be looked up:
     /// 503 `temporarily_unavailable` with `Retry-After`.
@@ -45,6 +47,7 @@ impl BearerError {
             BearerError::Malformed(_) => "malformed",
             BearerError::Invalid => "invalid",
             BearerError::InsufficientScope(_) => "insufficient_scope",
+            BearerError::WrongAudience => "wrong_audience",
             BearerError::Unavailable => "unavailable",
         }
     }
@@ -54,7 +57,7 @@ impl BearerError {
         match self {
             BearerError::Missing => Validation::Missing,
             BearerError::Malformed(_) => Validation::Malformed,
-            BearerError::Invalid => Validation::Invalid,
+            BearerError::Invalid | BearerError::WrongAudience => Validation::Invalid,
             BearerError::InsufficientScope(_) => Validation::InsufficientScope,
             BearerError::Unavailable => Validation::Unavailable,
         }
@@ -72,6 +75,11 @@ impl BearerError {
                 401,
                 "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"".to_string(),
                 r#"{"error":"invalid_token"}"#.to_string(),
+            ),
+            BearerError::WrongAudience => (
+                401,
+                "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the access token is not meant for this audience\"".to_string(),
+                r#"{"error":"invalid_token","error_description":"the access token is not meant for this audience"}"#.to_string(),
             ),
             BearerError::InsufficientScope(scope) => (
                 403,
@@ -162,6 +170,11 @@ pub async fn authorize(
     };
     if !rec.is_valid_at(now_ms) || !config.permits(&rec.key) {
         return Err(BearerError::Invalid);
+    }
+    if let Some(audience) = &route.audience {
+        if !rec.key.audience.contains(audience) {
+            return Err(BearerError::WrongAudience);
+        }
     }
     if !rec.key.scope.is_superset(&route.scopes) {
         return Err(BearerError::InsufficientScope(route.scopes.to_string()));

@@ -94,6 +94,7 @@ mod tests {
             upstream: std::sync::Arc::new(crate::upstream::balancer::Balancer::new("/api", settings).unwrap()),
             scopes: crate::domain::key::ScopeSet::default(),
             auth: true,
+            audience: None,
         };
         let config = crate::config::load::parse_str(
             "[server]\nupstream_connect_timeout_secs = 3\nupstream_timeout_secs = 9\n",

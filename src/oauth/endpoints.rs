@@ -111,6 +111,9 @@ fn active_answer(key: &TokenKey, issued_at_ms: u64, expires_at_ms: u64, token_ty
     if !key.subject.is_empty() {
         body["username"] = (&*key.subject).into();
     }
+    if let Some(aud) = key.audience.claim() {
+        body["aud"] = aud;
+    }
     Reply::json_no_store(200, body.to_string())
 }
 

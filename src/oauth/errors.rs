@@ -18,6 +18,9 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// RFC 8707 section 2: a `resource` that is not a URI this client may ask for.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
     /// The body is larger than the endpoint accepts: 413.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -62,6 +65,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::TooManyRequests { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable { .. }
             | OAuthError::ClientTokenLimit { .. }
@@ -91,7 +95,8 @@ impl OAuthError {
             OAuthError::InvalidRequest(d)
             | OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
-            | OAuthError::InvalidScope(d) => Some(d.clone()),
+            | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidTarget(d) => Some(d.clone()),
             OAuthError::InvalidClient => Some("client authentication failed".into()),
             OAuthError::UnsupportedGrantType => {
                 Some("grant_type must be client_credentials, password or refresh_token".into())
@@ -163,6 +168,7 @@ mod tests {
             OAuthError::UnauthorizedClient("x".into()),
             OAuthError::UnsupportedGrantType,
             OAuthError::InvalidScope("x".into()),
+            OAuthError::InvalidTarget("x".into()),
         ] {
             let r = e.reply();
             assert_eq!(r.status, 400);

@@ -10,16 +10,29 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_PARAMS: usize = 32;
 const MAX_VALUE_BYTES: usize = 16 * 1024;
 
-/// Parsed parameters. Each name appears once (RFC 6749 section 3.2); empty values count as
-/// omitted (section 3.1).
+/// Parameters that may appear more than once: RFC 8707's `resource`.
+const REPEATABLE: &[&str] = &["resource"];
+
+/// Parsed parameters. Each name appears once (RFC 6749 section 3.2) but the [`REPEATABLE`]
+/// ones; empty values count as omitted (section 3.1).
 #[derive(Debug, Default)]
 pub struct Form {
     params: HashMap<String, String>,
+    /// The values of the repeatable parameters, in order.
+    repeated: Vec<(String, String)>,
 }
 
 impl Form {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params.get(name).map(String::as_str)
+    }
+
+    /// Every value of a repeatable parameter, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.repeated
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A parameter that must be present.
@@ -67,6 +80,7 @@ pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         return Err(OAuthError::PayloadTooLarge);
     }
     let mut params = HashMap::new();
+    let mut repeated = Vec::new();
     let mut count = 0;
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         count += 1;
@@ -81,18 +95,32 @@ pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(OAuthError::InvalidRequest(format!("parameter {name} is too long")));
         }
+        if REPEATABLE.contains(&name.as_str()) {
+            if !value.is_empty() {
+                repeated.push((name, value));
+            }
+            continue;
+        }
         if params.contains_key(&name) {
             return Err(OAuthError::InvalidRequest(format!("parameter {name} is repeated")));
         }
         params.insert(name, value);
     }
     params.retain(|_, v| !v.is_empty());
-    Ok(Form { params })
+    Ok(Form { params, repeated })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_may_be_repeated() {
+        let f = parse(b"grant_type=client_credentials&resource=https%3A%2F%2Fa&resource=urn%3Ab&resource=").unwrap();
+        assert_eq!(f.all("resource").collect::<Vec<_>>(), ["https://a", "urn:b"]);
+        assert_eq!(f.get("resource"), None);
+        assert!(parse(b"scope=a&scope=b").is_err(), "other parameters still may not");
+    }
 
     #[test]
     fn parses_and_decodes() {

@@ -12,6 +12,7 @@ use super::form::{self, Form};
 use super::lockout::Subject;
 use crate::config::model::Client;
 use crate::config::Config;
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::key::{ScopeSet, TokenKey};
@@ -101,6 +102,7 @@ pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_
         grant,
         subject: "",
         scope: ScopeSet::default(),
+        audience: requested_audience(&form, config, client, grant)?,
         policy: *oauth.policy(client.token_format),
         access_ttl_secs: oauth.access_token_ttl_secs,
         refresh_ttl_secs: None,
@@ -171,7 +173,7 @@ fn refresh_still_allowed(config: &Config, key: &TokenKey) -> Result<(), ServiceE
     }
     if !config.permits(key) {
         return Err(ServiceError::InvalidScope(
-            "the refresh token's scope is no longer allowed for this client; ask for a new grant",
+            "the refresh token's scope or audience is no longer allowed for this client; ask for a new grant",
         ));
     }
     Ok(())
@@ -226,6 +228,7 @@ pub fn service_error(e: ServiceError) -> OAuthError {
     match e {
         ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
         ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
+        ServiceError::InvalidTarget(m) => OAuthError::InvalidTarget(m.into()),
         ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
         ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
         ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
@@ -264,6 +267,40 @@ fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, OAuthError>
             Ok(scope)
         }
     }
+}
+
+/// Longest list of `resource` parameters taken.
+pub const MAX_RESOURCES: usize = 8;
+
+/// The audience a request asks for with `resource` (RFC 8707), each checked against what the
+/// client may ask for (`invalid_target` otherwise); without `resource`, the default audience. A
+/// refresh without `resource` keeps its token's audience: the empty set says "none asked".
+fn requested_audience(
+    form: &Form,
+    config: &Config,
+    client: &Client,
+    grant: GrantType,
+) -> Result<AudienceSet, OAuthError> {
+    let resources: Vec<&str> = form.all("resource").collect();
+    if resources.is_empty() {
+        return Ok(match grant {
+            GrantType::RefreshToken => AudienceSet::default(),
+            _ => config.oauth.default_audience.clone(),
+        });
+    }
+    if resources.len() > MAX_RESOURCES {
+        return Err(OAuthError::InvalidTarget(format!(
+            "at most {MAX_RESOURCES} resource parameters are taken"
+        )));
+    }
+    let audience =
+        AudienceSet::from_uris(resources.iter().copied()).map_err(|e| OAuthError::InvalidTarget(e.to_string()))?;
+    if let Some(uri) = audience.iter().find(|uri| !config.may_target(client, uri)) {
+        return Err(OAuthError::InvalidTarget(format!(
+            "resource {uri:?} is not one this client may ask for"
+        )));
+    }
+    Ok(audience)
 }
 
 /// Checks a resource owner's password ([`PasswordChecker`](super::passwords::PasswordChecker)).

@@ -20,6 +20,7 @@ fn refresh_row(id: u8, expires_at_ms: u64) -> RefreshRow {
         client_id: "c".into(),
         subject: "alice".into(),
         scope: "a".into(),
+        audience: "https://api.example https://orders.example".into(),
         family: [9; 16],
         issued_at_ms: 1,
         expires_at_ms,

@@ -49,6 +49,8 @@ pub struct AccessRow {
     pub subject: CompactString,
     /// Canonical scope string.
     pub scope: Arc<str>,
+    /// Canonical audience string (empty for tokens stored before audiences).
+    pub audience: Arc<str>,
     pub format: TokenFormat,
     pub grant: GrantType,
     pub issued_at_ms: u64,
@@ -65,6 +67,7 @@ pub struct RefreshRow {
     pub client_id: Arc<str>,
     pub subject: CompactString,
     pub scope: Arc<str>,
+    pub audience: Arc<str>,
     pub family: FamilyId,
     pub issued_at_ms: u64,
     pub expires_at_ms: u64,
@@ -268,6 +271,7 @@ pub(crate) fn test_row(id: TokenId, expires_at_ms: u64) -> AccessRow {
         client_id: "c".into(),
         subject: CompactString::default(),
         scope: "a b".into(),
+        audience: "https://api.example".into(),
         format: TokenFormat::Opaque,
         grant: GrantType::ClientCredentials,
         issued_at_ms: 1000,

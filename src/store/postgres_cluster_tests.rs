@@ -12,6 +12,7 @@ fn key() -> KeyName {
         client_id: "c".into(),
         subject: "".into(),
         scope: "a b".into(),
+        audience: "https://api.example".into(),
     }
 }
 
@@ -150,7 +151,7 @@ async fn the_key_hash_of_older_rows_is_the_one_nodes_lock_by() {
             .unwrap();
         assert_eq!(
             row.get::<_, i64>(0),
-            crate::store::shared::lock_id(c, s, sc),
+            crate::store::shared::lock_id(c, s, sc, ""),
             "{c} {s} {sc}"
         );
     }

@@ -21,13 +21,13 @@ const LOAD_CHUNK_ROWS: i64 = 65_536;
 const PURGE_STEP_ROWS: i64 = 10_000;
 
 const LOAD: &str = "SELECT seq, kind, id, client_id, subject, scope, format, grant_type, \
-     issued_at_ms, expires_at_ms, state, family, link FROM (
+     issued_at_ms, expires_at_ms, state, family, link, audience FROM (
        SELECT seq, 0::int2 AS kind, id, client_id, subject, scope, format, grant_type, \
-         issued_at_ms, expires_at_ms, state, family, refresh_id AS link
+         issued_at_ms, expires_at_ms, state, family, refresh_id AS link, audience
        FROM access_tokens WHERE expires_at_ms > $1 AND state = 0 AND seq > $2
      UNION ALL
        SELECT seq, 1::int2, id, client_id, subject, scope, 'refresh', 'refresh_token', \
-         issued_at_ms, expires_at_ms, state, family, access_id
+         issued_at_ms, expires_at_ms, state, family, access_id, audience
        FROM refresh_tokens WHERE expires_at_ms > $1 AND state IN (0, 3) AND seq > $2
      ) t ORDER BY seq LIMIT $3";
 
@@ -96,6 +96,7 @@ pub(super) fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &
     let client_id = shared(row.get(3));
     let subject = CompactString::from(row.get::<_, &str>(4));
     let scope = shared(row.get(5));
+    let audience = shared(row.get(13));
     let issued_at_ms = u64::try_from(row.get::<_, i64>(8)).unwrap_or(0);
     let expires_at_ms = u64::try_from(row.get::<_, i64>(9)).unwrap_or(0);
     if row.get::<_, i16>(1) == ACCESS {
@@ -107,6 +108,7 @@ pub(super) fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &
             client_id,
             subject,
             scope,
+            audience,
             format,
             grant,
             issued_at_ms,
@@ -121,6 +123,7 @@ pub(super) fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &
             client_id,
             subject,
             scope,
+            audience,
             family,
             issued_at_ms,
             expires_at_ms,
@@ -131,9 +134,9 @@ pub(super) fn push_row(snap: &mut Snapshot, row: &tokio_postgres::Row, shared: &
 }
 
 const FIND_ACCESS: &str = "SELECT seq, 0::int2, id, client_id, subject, scope, format, grant_type, \
-     issued_at_ms, expires_at_ms, state, family, refresh_id FROM access_tokens WHERE id = $1";
+     issued_at_ms, expires_at_ms, state, family, refresh_id, audience FROM access_tokens WHERE id = $1";
 const FIND_REFRESH: &str = "SELECT seq, 1::int2, id, client_id, subject, scope, 'refresh', \
-     'refresh_token', issued_at_ms, expires_at_ms, state, family, access_id \
+     'refresh_token', issued_at_ms, expires_at_ms, state, family, access_id, audience \
      FROM refresh_tokens WHERE id = $1";
 
 /// The row of the access (`refresh` false) or refresh token `id`, whatever its state.

@@ -18,7 +18,8 @@ use super::StoreError;
 /// transaction that makes it, with that transaction's id (`xid`): the change feed reads them in
 /// `xid` order ([`super::postgres_feed`]). Version 2 added `xid`, each token's `key_hash` (its
 /// key's lock number, which a decision reads the key's live tokens by), and the fingerprints of
-/// the keys every node must share.
+/// the keys every node must share. Version 3 added each token's audience set (empty for the
+/// tokens stored before: their `key_hash` stays right, as the audience counts only when set).
 const MIGRATIONS: &[&str] = &[
     "
 CREATE SEQUENCE token_seq;
@@ -52,6 +53,10 @@ UPDATE refresh_tokens SET key_hash = tokengate_key_hash(client_id, subject, scop
 CREATE INDEX access_tokens_key ON access_tokens (key_hash) WHERE state = 0;
 CREATE INDEX refresh_tokens_key ON refresh_tokens (key_hash) WHERE state IN (0, 3);
 CREATE TABLE tokengate_keys (name text PRIMARY KEY, fingerprint text NOT NULL);
+",
+    "
+ALTER TABLE access_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
+ALTER TABLE refresh_tokens ADD COLUMN audience text NOT NULL DEFAULT '';
 ",
 ];
 

@@ -123,7 +123,7 @@ async fn the_schema_is_versioned_and_every_state_change_is_recorded() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let changes: Vec<(Vec<u8>, i16)> = client
         .query("SELECT id, state FROM token_changes ORDER BY seq", &[])
         .await

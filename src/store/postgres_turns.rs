@@ -6,8 +6,10 @@
 //! after its truth is in the database, and no other node decides for a key in between.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::oneshot;
 
@@ -40,11 +42,11 @@ const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[])
 /// The live rows of the keys whose lock numbers are `$1` (a row of another key with the same
 /// number is read too, and left out by its name), in the layout [`push_row`] reads.
 const LIVE_ROWS: &str = "SELECT t.seq, 0::int2, t.id, t.client_id, t.subject, t.scope, t.format, \
-     t.grant_type, t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.refresh_id
+     t.grant_type, t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.refresh_id, t.audience
      FROM access_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state = 0 AND t.expires_at_ms > $2
    UNION ALL
      SELECT t.seq, 1::int2, t.id, t.client_id, t.subject, t.scope, 'refresh', 'refresh_token', \
-     t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.access_id
+     t.issued_at_ms, t.expires_at_ms, t.state, t.family, t.access_id, t.audience
      FROM refresh_tokens t WHERE t.key_hash = ANY($1::int8[]) AND t.state IN (0, 3) \
        AND t.expires_at_ms > $2
    ORDER BY 1";
@@ -150,22 +152,22 @@ async fn live_rows(tx: &Transaction<'_>, keys: &[KeyName], now: u64) -> Result<H
     let rows = tx.query(&stmt, &[&ids, &ms(now)]).await?;
     let snap = snapshot_of(&rows);
     let mut by_key: HashMap<KeyName, KeyRows> = HashMap::new();
-    let name =
-        |client_id: &std::sync::Arc<str>, subject: &compact_str::CompactString, scope: &std::sync::Arc<str>| KeyName {
-            client_id: client_id.clone(),
-            subject: subject.clone(),
-            scope: scope.clone(),
-        };
+    let name = |client_id: &Arc<str>, subject: &CompactString, scope: &Arc<str>, audience: &Arc<str>| KeyName {
+        client_id: client_id.clone(),
+        subject: subject.clone(),
+        scope: scope.clone(),
+        audience: audience.clone(),
+    };
     for a in snap.access {
         by_key
-            .entry(name(&a.client_id, &a.subject, &a.scope))
+            .entry(name(&a.client_id, &a.subject, &a.scope, &a.audience))
             .or_default()
             .access
             .push(a);
     }
     for r in snap.refresh {
         by_key
-            .entry(name(&r.client_id, &r.subject, &r.scope))
+            .entry(name(&r.client_id, &r.subject, &r.scope, &r.audience))
             .or_default()
             .refresh
             .push(r);

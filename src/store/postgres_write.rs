@@ -15,15 +15,16 @@ use super::StoreOp;
 use crate::domain::ids::TokenId;
 
 const INSERT_ACCESS: &str = "INSERT INTO access_tokens (id, client_id, subject, scope, format, \
-     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id, key_hash)
-     SELECT a, b, c, d, e, f, g, h, i, j, k, l FROM unnest($1::bytea[], $2::text[], $3::text[], \
+     grant_type, issued_at_ms, expires_at_ms, state, family, refresh_id, key_hash, audience)
+     SELECT a, b, c, d, e, f, g, h, i, j, k, l, m FROM unnest($1::bytea[], $2::text[], $3::text[], \
      $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int2[], $10::bytea[], \
-     $11::bytea[], $12::int8[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, n) ORDER BY n";
+     $11::bytea[], $12::int8[], $13::text[]) \
+     WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n) ORDER BY n";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (id, client_id, subject, scope, family, \
-     issued_at_ms, expires_at_ms, access_id, state, key_hash)
-     SELECT a, b, c, d, e, f, g, h, i, j FROM unnest($1::bytea[], $2::text[], $3::text[], \
-     $4::text[], $5::bytea[], $6::int8[], $7::int8[], $8::bytea[], $9::int2[], $10::int8[]) \
-     WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, n) ORDER BY n";
+     issued_at_ms, expires_at_ms, access_id, state, key_hash, audience)
+     SELECT a, b, c, d, e, f, g, h, i, j, k FROM unnest($1::bytea[], $2::text[], $3::text[], \
+     $4::text[], $5::bytea[], $6::int8[], $7::int8[], $8::bytea[], $9::int2[], $10::int8[], \
+     $11::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, n) ORDER BY n";
 const UPDATE_ACCESS: &str = "UPDATE access_tokens t SET state = u.state \
      FROM unnest($1::bytea[], $2::int2[]) AS u(id, state) WHERE t.id = u.id";
 const UPDATE_REFRESH: &str = "UPDATE refresh_tokens t SET state = u.state \
@@ -65,6 +66,7 @@ struct AccessColumns<'a> {
     family: Vec<Option<&'a [u8]>>,
     refresh_id: Vec<Option<&'a [u8]>>,
     key_hash: Vec<i64>,
+    audience: Vec<&'a str>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ struct RefreshColumns<'a> {
     access_id: Vec<&'a [u8]>,
     state: Vec<i16>,
     key_hash: Vec<i64>,
+    audience: Vec<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -100,7 +103,9 @@ impl<'a> Columns<'a> {
                     a.state.push(r.state as i16);
                     a.family.push(r.family.as_ref().map(|f| &f[..]));
                     a.refresh_id.push(r.refresh_id.as_ref().map(|i| &i.0[..]));
-                    a.key_hash.push(lock_id(&r.client_id, &r.subject, &r.scope));
+                    a.key_hash
+                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience));
+                    a.audience.push(&r.audience);
                     (ACCESS, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::InsertRefresh(r) => {
@@ -114,7 +119,9 @@ impl<'a> Columns<'a> {
                     f.expires.push(ms(r.expires_at_ms));
                     f.access_id.push(&r.access_id.0);
                     f.state.push(r.state as i16);
-                    f.key_hash.push(lock_id(&r.client_id, &r.subject, &r.scope));
+                    f.key_hash
+                        .push(lock_id(&r.client_id, &r.subject, &r.scope, &r.audience));
+                    f.audience.push(&r.audience);
                     (REFRESH, &r.id, r.state, r.expires_at_ms)
                 }
                 StoreOp::SetAccessState {
@@ -203,6 +210,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &a.family,
                 &a.refresh_id,
                 &a.key_hash,
+                &a.audience,
             ],
         )
         .await?;
@@ -223,6 +231,7 @@ pub async fn write(tx: &impl GenericClient, ops: &[&StoreOp]) -> Result<(), Fail
                 &r.access_id,
                 &r.state,
                 &r.key_hash,
+                &r.audience,
             ],
         )
         .await?;

@@ -19,21 +19,25 @@ pub struct KeyName {
     pub client_id: Arc<str>,
     pub subject: CompactString,
     pub scope: Arc<str>,
+    pub audience: Arc<str>,
 }
 
 impl KeyName {
     /// The key's 64-bit lock number, the same on every node: the first 8 bytes of a SHA-256
     /// over the three parts, each length-prefixed (so no two keys share an encoding).
     pub fn lock_id(&self) -> i64 {
-        lock_id(&self.client_id, &self.subject, &self.scope)
+        lock_id(&self.client_id, &self.subject, &self.scope, &self.audience)
     }
 }
 
 /// [`KeyName::lock_id`] of the key with these parts; the store also keeps it with every token
-/// (`key_hash`), the column its live tokens are read by.
-pub fn lock_id(client_id: &str, subject: &str, scope: &str) -> i64 {
+/// (`key_hash`), the column its live tokens are read by. The audience counts only when there is
+/// one: the keys of tokens stored before audiences keep the numbers they were stored with.
+pub fn lock_id(client_id: &str, subject: &str, scope: &str, audience: &str) -> i64 {
     let mut h = Sha256::new();
-    for part in [client_id, subject, scope] {
+    let parts = [client_id, subject, scope, audience];
+    let used = if audience.is_empty() { 3 } else { 4 };
+    for part in &parts[..used] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -217,11 +221,19 @@ mod tests {
             client_id: c.into(),
             subject: s.into(),
             scope: sc.into(),
+            audience: "".into(),
         };
         assert_eq!(key("a", "b", "c").lock_id(), key("a", "b", "c").lock_id());
         assert_ne!(key("ab", "", "c").lock_id(), key("a", "b", "c").lock_id());
         assert_ne!(key("a", "b", "c d").lock_id(), key("a", "b", "c").lock_id());
         // Fixed across versions and nodes: a change would let two versions lock apart.
         assert_eq!(key("app", "", "a b").lock_id(), key("app", "", "a b").lock_id());
+        let mut aimed = key("app", "", "a b");
+        aimed.audience = "https://orders.example".into();
+        assert_ne!(
+            aimed.lock_id(),
+            key("app", "", "a b").lock_id(),
+            "the audience is part of the key"
+        );
     }
 }

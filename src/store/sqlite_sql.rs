@@ -33,7 +33,8 @@ PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS tokens (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
     subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
-    issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB
+    issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB,
+    audience TEXT NOT NULL DEFAULT ''
 );
 DROP INDEX IF EXISTS tokens_expiry;
 CREATE TABLE IF NOT EXISTS state_changes (
@@ -59,6 +60,7 @@ pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreErr
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
     purge::enable_incremental_vacuum(&conn).map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
+    add_audience_column(&conn).map_err(db_err)?;
     conn.pragma_update(None, "wal_autocheckpoint", checkpoint::HARD_LIMIT_FRAMES)
         .map_err(db_err)?;
     // A WAL that grew past this many bytes (a burst the checkpoints could not keep up with) is
@@ -69,8 +71,22 @@ pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
+/// Stores made before tokens had audiences get the column, empty for the tokens they hold.
+fn add_audience_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has_it: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'audience'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_it {
+        conn.execute_batch("ALTER TABLE tokens ADD COLUMN audience TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
+
 const INSERT_TOKEN: &str = "INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, \
-     issued_at_ms, expires_at_ms, family, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+     issued_at_ms, expires_at_ms, family, link, audience) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const INSERT_CHANGE: &str = "INSERT INTO state_changes (kind, id, state, expires_at_ms) VALUES (?1, ?2, ?3, ?4)";
 
 /// Applies `ops` in one transaction. BEGIN and COMMIT come from the statement cache
@@ -115,6 +131,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> r
                     r.expires_at_ms as i64,
                     r.family.as_ref().map(|f| &f[..]),
                     r.refresh_id.as_ref().map(|i| &i.0[..]),
+                    &*r.audience,
                 ])?;
                 token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
@@ -134,6 +151,7 @@ fn insert_all(conn: &Connection, ops: &[&StoreOp], expiries: &mut Expiries) -> r
                     r.expires_at_ms as i64,
                     &r.family[..],
                     &r.access_id.0[..],
+                    &*r.audience,
                 ])?;
                 token_segments.note(conn.last_insert_rowid(), r.expires_at_ms);
                 if r.state != TokenState::Active {
@@ -201,8 +219,8 @@ pub(super) fn load(
     let states = final_states(conn, now)?;
     let mut snap = Snapshot::default();
     let mut stmt = conn.prepare(
-        "SELECT kind, id, client_id, subject, scope, format, grant_type, issued_at_ms, expires_at_ms, family, link
-         FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
+        "SELECT kind, id, client_id, subject, scope, format, grant_type, issued_at_ms, expires_at_ms, family, link,
+         audience FROM tokens WHERE expires_at_ms > ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([now as i64])?;
     let mut names = SharedNames::default();
@@ -217,10 +235,11 @@ pub(super) fn load(
         let link: Option<Vec<u8>> = row.get(10)?;
         let link = link.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()).map(TokenId);
         let family = blob16(row.get(9)?);
-        let (client_id, subject, scope) = (
+        let (client_id, subject, scope, audience) = (
             shared(text(row, 2)?),
             CompactString::from(text(row, 3)?),
             shared(text(row, 4)?),
+            shared(text(row, 11)?),
         );
         if kind == ACCESS {
             // A row this version cannot read (a format or grant it does not know) is left out.
@@ -236,6 +255,7 @@ pub(super) fn load(
                 client_id,
                 subject,
                 scope,
+                audience,
                 format,
                 grant,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
@@ -254,6 +274,7 @@ pub(super) fn load(
                 client_id,
                 subject,
                 scope,
+                audience,
                 family,
                 issued_at_ms: row.get::<_, i64>(7)? as u64,
                 expires_at_ms: row.get::<_, i64>(8)? as u64,

@@ -81,6 +81,7 @@ async fn refresh_rows_round_trip_and_spent_ones_load() {
         client_id: "c".into(),
         subject: "alice".into(),
         scope: "a".into(),
+        audience: "".into(),
         family: [9; 16],
         issued_at_ms: 1,
         expires_at_ms: 10_000,
@@ -194,6 +195,32 @@ async fn the_old_expiry_indexes_are_dropped_at_open() {
         "the expired row, found without the index"
     );
     assert_eq!(s.load_all(5_000).await.unwrap().access.len(), 1);
+}
+
+/// A store from before audiences gets the column at open; its tokens load with no audience.
+#[tokio::test]
+async fn a_store_from_before_audiences_keeps_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tokens (
+                seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, id BLOB NOT NULL, client_id TEXT NOT NULL,
+                subject TEXT NOT NULL, scope TEXT NOT NULL, format TEXT NOT NULL, grant_type TEXT NOT NULL,
+                issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, family BLOB, link BLOB);
+             INSERT INTO tokens (kind, id, client_id, subject, scope, format, grant_type, issued_at_ms,
+                expires_at_ms) VALUES (0, zeroblob(32), 'c', '', 'a', 'opaque', 'client_credentials', 1, 9000);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let live = s.load_all(5_000).await.unwrap().access;
+    assert_eq!(live.len(), 1);
+    assert_eq!(&*live[0].audience, "");
+    s.commit(vec![StoreOp::InsertAccess(row(2, 9_000))]).await.unwrap();
+    let live = s.load_all(5_000).await.unwrap().access;
+    assert_eq!(&*live[1].audience, "https://api.example", "new rows keep theirs");
 }
 
 #[tokio::test]

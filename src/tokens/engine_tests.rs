@@ -14,6 +14,7 @@ use super::opaque::OpaqueCodec;
 use super::record::now_ms;
 use super::request::LiveLimits;
 use super::service::{IssueParams, Outcome, ServiceError, TokenService};
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::{ScopeSet, TokenKey};
@@ -21,13 +22,14 @@ use crate::domain::policy::{Mode, RenewPolicy};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
 
-fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
+pub(super) fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
     IssueParams {
         client_id: "app",
         format,
         grant: GrantType::ClientCredentials,
         subject: "",
         scope: ScopeSet::parse("a b").unwrap(),
+        audience: AudienceSet::one("https://api.example").unwrap(),
         policy: RenewPolicy {
             enable,
             allowed_grant_types: GrantSet::of(&[GrantType::ClientCredentials]),
@@ -40,7 +42,7 @@ fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
     }
 }
 
-fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService> {
+pub(super) fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService> {
     let signer = JwtSigner::load_or_generate(&dir.join("k.pem"), JwtAlgorithm::EdDSA).unwrap();
     Arc::new(TokenService::new(
         Arc::new(TokenIndex::new()),
@@ -50,11 +52,11 @@ fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService
     ))
 }
 
-fn sqlite(dir: &std::path::Path) -> Arc<dyn TokenStore> {
+pub(super) fn sqlite(dir: &std::path::Path) -> Arc<dyn TokenStore> {
     Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap())
 }
 
-fn valid(e: &TokenService, token: &str) -> bool {
+pub(super) fn valid(e: &TokenService, token: &str) -> bool {
     e.access_id(token)
         .and_then(|id| e.index().access(&id))
         .is_some_and(|r| r.is_valid_at(now_ms()))
@@ -387,7 +389,7 @@ async fn rsa_signatures_are_bounded_and_give_their_permits_back() {
 }
 
 /// A configuration that still allows every refresh.
-fn allow_all(_: &TokenKey) -> Result<(), ServiceError> {
+pub(super) fn allow_all(_: &TokenKey) -> Result<(), ServiceError> {
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use super::intern::Interner;
 use super::record::SlotEntry;
 use super::record::{AccessRecord, RefreshRecord, TokenId};
 pub use super::record::{KeySlot, KeyState};
+use crate::domain::audience::AudienceSet;
 use crate::domain::key::{ScopeSet, TokenKey};
 
 /// The index itself.
@@ -90,14 +91,23 @@ impl TokenIndex {
         self.clients.snapshot()
     }
 
-    /// The key `(client_id, subject, scope)`, its client id and scope set shared with the other
-    /// keys that have the same ones.
-    pub fn key(&self, client_id: &str, subject: &str, scope: &ScopeSet) -> TokenKey {
+    /// The key `(client_id, subject, scope, audience)`, its client id, scope set and audience
+    /// set shared with the other keys that have the same ones.
+    pub fn key(&self, client_id: &str, subject: &str, scope: &ScopeSet, audience: &AudienceSet) -> TokenKey {
         TokenKey {
             client_id: self.names.intern(client_id),
             subject: subject.into(),
             scope: ScopeSet::from_canonical(self.names.shared(Arc::clone(scope.shared()))),
+            audience: AudienceSet::from_canonical(self.names.shared(Arc::clone(audience.shared()))),
         }
+    }
+
+    /// The slot of the key a stored row names (its scope and audience as stored, canonical);
+    /// `None` for a scope this version cannot read.
+    pub fn stored_key_slot(&self, client_id: &str, subject: &str, scope: &str, audience: &str) -> Option<Arc<KeySlot>> {
+        let scope = ScopeSet::parse(scope).ok()?;
+        let audience = AudienceSet::from_canonical(Arc::from(audience));
+        Some(self.key_slot(self.key(client_id, subject, &scope, &audience)))
     }
 
     /// The slot of `key`, created empty on first use.

@@ -82,7 +82,9 @@ impl TokenService {
             // Refused at the bound before a key or a signature is made.
             self.check_room(&p)?;
         }
-        let slot = self.index.key_slot(self.index.key(p.client_id, p.subject, &p.scope));
+        let slot = self
+            .index
+            .key_slot(self.index.key(p.client_id, p.subject, &p.scope, &p.audience));
         let presigned = self.presign(&slot, &p).await?;
         let turn = self.turn(&slot, !unbounded).await?;
         let pending = {

@@ -51,6 +51,9 @@ pub struct AccessClaims<'a> {
     pub sub: &'a str,
     pub client_id: &'a str,
     pub scope: &'a str,
+    /// RFC 9068 section 2.2: the audience(s); a string for one, an array for several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
     pub iat: u64,
     pub exp: u64,
     pub jti: &'a str,
@@ -313,6 +316,7 @@ mod tests {
 
     fn claims() -> AccessClaims<'static> {
         AccessClaims {
+            aud: None,
             iss: "http://gw",
             sub: "alice",
             client_id: "app",

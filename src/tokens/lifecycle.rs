@@ -37,7 +37,8 @@ impl TokenService {
     /// The `refresh_token` grant: rotates the refresh token, retires the access token it came
     /// with, and issues a new one for the same key. A spent refresh token presented again
     /// revokes its whole family (OAuth 2.0 Security BCP, refresh token reuse detection).
-    /// `p.scope` and `p.subject` are ignored: they come from the refresh token. `still_allowed`
+    /// `p.scope` and `p.subject` are ignored: they come from the refresh token; `p.audience`, when
+    /// not empty, must be the refresh token's. `still_allowed`
     /// tells whether the configuration still allows a token of the refresh token's key (its user
     /// may have been removed, or its client's scopes narrowed, since it was issued); when it does
     /// not, nothing is spent and its error is the answer.
@@ -90,6 +91,11 @@ impl TokenService {
             if requested_scope.is_some_and(|scope| scope != &rec.key.scope) {
                 return Err(ServiceError::InvalidScope(
                     "a refresh must ask for the scope originally granted, or none",
+                ));
+            }
+            if !params.audience.is_empty() && params.audience != rec.key.audience {
+                return Err(ServiceError::InvalidTarget(
+                    "a refresh must ask for the resources originally granted, or none",
                 ));
             }
             // A refresh keeps its spent token (to detect reuse) beside the new pair: it adds one.
@@ -210,14 +216,10 @@ impl TokenService {
     /// Fills the index from the store (at start). Returns (access, refresh) counts.
     pub async fn restore(&self) -> Result<(usize, usize), StoreError> {
         let index = self.index();
-        let slot = |client_id: &str, subject: &str, scope: &str| {
-            let scope = ScopeSet::parse(scope).ok()?;
-            Some(index.key_slot(index.key(client_id, subject, &scope)))
-        };
         let (mut na, mut nr) = (0, 0);
         let mut index_chunk = |Snapshot { access, refresh }: Snapshot| {
             for row in refresh {
-                let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
+                let Some(key) = index.stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience) else {
                     continue;
                 };
                 let rec = refresh_record(&row, Arc::clone(&key));
@@ -228,7 +230,7 @@ impl TokenService {
                 nr += 1;
             }
             for row in access {
-                let Some(key) = slot(&row.client_id, &row.subject, &row.scope) else {
+                let Some(key) = index.stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience) else {
                     continue;
                 };
                 let rec = access_record(&row, Arc::clone(&key));

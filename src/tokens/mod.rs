@@ -20,6 +20,8 @@ pub mod service;
 mod sync;
 
 #[cfg(test)]
+mod audience_tests;
+#[cfg(test)]
 mod engine_tests;
 
 /// Where these lived before the domain layer took them (kept for existing users).

@@ -278,6 +278,7 @@ mod tests {
             client_id: "app".into(),
             subject: "".into(),
             scope: crate::domain::key::ScopeSet::default(),
+            audience: Default::default(),
         }));
         let n = 2 * SWEEP_SLICE as u32 + 100;
         // Every third token outlives the sweep.
@@ -314,6 +315,7 @@ mod tests {
             client_id: "app".into(),
             subject: "alice".into(),
             scope: crate::domain::key::ScopeSet::parse("a").unwrap_or_default(),
+            audience: Default::default(),
         };
         let slot = KeySlot::new(key.clone());
         assert_eq!(*slot, key);

@@ -1,6 +1,7 @@
 //! What a token request asks the engine for, and what it gets back.
 
 use super::jwt::KeyError;
+use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;
 use crate::domain::key::ScopeSet;
@@ -25,6 +26,8 @@ pub struct IssueParams<'a> {
     /// The resource owner; empty for `client_credentials`.
     pub subject: &'a str,
     pub scope: ScopeSet,
+    /// Where the token may be used: the `resource`s asked for, or the default audience.
+    pub audience: AudienceSet,
     pub policy: RenewPolicy,
     pub access_ttl_secs: u64,
     /// `Some(ttl)` when a refresh token is to be issued with the access token.
@@ -76,6 +79,9 @@ pub enum ServiceError {
     InvalidGrant(&'static str),
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// RFC 8707 `invalid_target`.
+    #[error("{0}")]
+    InvalidTarget(&'static str),
     #[error("the token was not issued to this client")]
     NotOwner,
     /// A spent refresh token was presented again: its whole family has been revoked.

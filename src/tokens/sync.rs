@@ -16,7 +16,6 @@ use super::opaque::{OpaqueCodec, OpaqueKind};
 use super::record::{now_ms, AccessRecord, RefreshRecord, TokenId, TokenState};
 use super::rows::{access_record, refresh_record};
 use super::service::{Effect, ServiceError, TokenService};
-use crate::domain::key::ScopeSet;
 use crate::store::shared::{Change, KeyName, KeyRows, TokenKind, Turn};
 use crate::store::{AccessRow, RefreshRow, StoreError};
 
@@ -31,6 +30,7 @@ impl TokenService {
             client_id: Arc::clone(&slot.client_id),
             subject: slot.subject.clone(),
             scope: Arc::clone(slot.scope.shared()),
+            audience: Arc::clone(slot.audience.shared()),
         });
         Ok(self.store.turn(name.as_ref()).await?)
     }
@@ -156,7 +156,10 @@ impl TokenService {
             self.dead.note(id, now + DEAD_FOUND_MS, now);
             return Ok(None);
         };
-        let Some(slot) = self.slot_of(&row.client_id, &row.subject, &row.scope) else {
+        let Some(slot) = self
+            .index
+            .stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience)
+        else {
             return Ok(None);
         };
         let rec = {
@@ -188,7 +191,10 @@ impl TokenService {
         let Some(row) = self.store.find_refresh(&id).await? else {
             return Ok(None);
         };
-        let Some(slot) = self.slot_of(&row.client_id, &row.subject, &row.scope) else {
+        let Some(slot) = self
+            .index
+            .stored_key_slot(&row.client_id, &row.subject, &row.scope, &row.audience)
+        else {
             return Ok(None);
         };
         let mut st = slot.lock();
@@ -211,11 +217,6 @@ impl TokenService {
         }
         TokenId::of_jwt(text) == *id
             && (self.signer().verifies(text) || self.previous.load().iter().any(|key| key.verifies(text)))
-    }
-
-    fn slot_of(&self, client_id: &str, subject: &str, scope: &str) -> Option<Arc<KeySlot>> {
-        let scope = ScopeSet::parse(scope).ok()?;
-        Some(self.index.key_slot(self.index.key(client_id, subject, &scope)))
     }
 }
 

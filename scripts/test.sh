@@ -9,17 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 
-# Python with PyJWT verifies tokens in the tests, as a resource server written in Python would.
-if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
-  echo "test.sh: installing PyJWT and cryptography for the tests" >&2
-  if ! python3 -m pip install --quiet --user PyJWT cryptography 2>/dev/null; then
-    sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-jwt python3-cryptography >/dev/null
-  fi
-fi
-
 # Whether something accepts connections on 127.0.0.1:$1.
 answers() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

@@ -67,6 +67,8 @@ pub struct AppState {
     pub passwords: PasswordChecker,
     /// DPoP proofs seen, at the token endpoint and the gateway (each is accepted once).
     pub dpop_proofs: ReplayCache,
+    /// The `jti`s of the client assertions already used; outside `Live` so a reload keeps them.
+    pub replay: ReplayCache,
     /// Counts config swaps, for the background work that follows the config (health checks).
     config_version: tokio::sync::watch::Sender<u64>,
 }
@@ -101,6 +103,7 @@ impl AppState {
             connections: ConnectionCount::default(),
             passwords,
             dpop_proofs: ReplayCache::new(crate::oauth::replay::DEFAULT_CAPACITY),
+            replay: ReplayCache::default(),
             config_version: tokio::sync::watch::Sender::new(0),
         }))
     }
@@ -113,6 +116,7 @@ impl AppState {
             metrics: &self.metrics,
             passwords: &self.passwords,
             proofs: &self.dpop_proofs,
+            replay: &self.replay,
         }
     }
 

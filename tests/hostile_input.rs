@@ -34,6 +34,9 @@ fn api(authorization: &[u8]) -> Vec<u8> {
 /// a closed connection" (what pingora does is its business, as long as it is not 5xx).
 type Expect = Option<(u16, Option<&'static str>)>;
 
+/// `client_assertion_type` of a JWT client assertion, form-encoded.
+const JWT_BEARER: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+
 fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let big = "a".repeat(65 * 1024);
     let long = |n| "u".repeat(n);
@@ -252,6 +255,24 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         (
             "overlong client secret",
             Raw::post("/oauth2/token").basic("jwt-app", &long(2000)).form(cc),
+            Some((401, ic)),
+        ),
+        (
+            "overlong client_assertion",
+            Raw::post("/oauth2/token").form(format!(
+                "{cc}&client_assertion_type={JWT_BEARER}&client_assertion={}",
+                long(9000)
+            )),
+            Some((401, ic)),
+        ),
+        (
+            "client_assertion without client_assertion_type",
+            Raw::post("/oauth2/token").form(format!("{cc}&client_assertion=a.b.c")),
+            Some((400, ir)),
+        ),
+        (
+            "an unknown client_assertion_type",
+            Raw::post("/oauth2/token").form(format!("{cc}&client_assertion_type=urn%3Aex&client_assertion=a.b.c")),
             Some((401, ic)),
         ),
         // Bearer tokens at a protected route (RFC 6750).

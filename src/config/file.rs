@@ -237,7 +237,15 @@ impl Default for RenewSection {
 #[serde(deny_unknown_fields)]
 pub struct ClientEntry {
     pub id: String,
-    pub secret_sha256: String,
+    /// Required but for `private_key_jwt` clients, which must not have one.
+    pub secret_sha256: Option<String>,
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`. Absent: a secret, sent
+    /// by Basic or in the form.
+    pub token_endpoint_auth_method: Option<String>,
+    /// The client's public keys for `private_key_jwt`: a JWK Set inline...
+    pub jwks: Option<String>,
+    /// ...or in a file (relative to the config's folder), read again at every reload.
+    pub jwks_file: Option<String>,
     /// "jwt" (default) or "opaque".
     #[serde(default = "default_token_type")]
     pub token_type: String,

@@ -55,17 +55,17 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         start: StartConfig { process, store, keys },
         server,
         oauth,
-        clients: clients(file.clients)?,
+        clients: clients(file.clients, base)?,
         users: users(file.users)?,
         routes: routes(file.routes, base)?,
         admin,
     })
 }
 
-fn clients(entries: Vec<ClientEntry>) -> Result<HashMap<String, Arc<Client>>, ConfigError> {
+fn clients(entries: Vec<ClientEntry>, base: &Path) -> Result<HashMap<String, Arc<Client>>, ConfigError> {
     let mut clients = HashMap::new();
     for (i, c) in entries.into_iter().enumerate() {
-        let client = client(i, c)?;
+        let client = client(i, c, base)?;
         if clients.contains_key(&client.id) {
             return Err(invalid(
                 format!("clients[{i}].id"),
@@ -119,7 +119,7 @@ fn routes(entries: Vec<RouteEntry>, base: &Path) -> Result<RouteTable, ConfigErr
         .map_err(|prefix| invalid("routes", format!("two routes have the same path_prefix {prefix:?}")))
 }
 
-fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
+fn client(i: usize, c: ClientEntry, base: &Path) -> Result<Client, ConfigError> {
     let key = format!("clients[{i}]");
     if c.id.is_empty() || c.id.len() > 256 || c.id.chars().any(|ch| ch.is_control()) {
         return Err(invalid(
@@ -127,13 +127,7 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
             "must be 1 to 256 bytes without control characters",
         ));
     }
-    let mut secret_sha256 = [0u8; 32];
-    hex::decode_to_slice(c.secret_sha256.trim(), &mut secret_sha256).map_err(|_| {
-        invalid(
-            format!("{key}.secret_sha256"),
-            "must be 64 hex digits (make it with `tokengate hash-secret`)",
-        )
-    })?;
+    let auth = super::client_auth::client_auth(&key, &c, base)?;
     let format_name = c.token_type.as_str();
     let token_format = TokenFormat::parse(format_name).ok_or_else(|| {
         invalid(
@@ -156,7 +150,7 @@ fn client(i: usize, c: ClientEntry) -> Result<Client, ConfigError> {
     }
     Ok(Client {
         id: c.id,
-        secret_sha256,
+        auth,
         token_format,
         grant_types,
         scopes,

@@ -2,6 +2,7 @@
 //! table in [`routes`]) and the loader between them ([`load`]).
 
 mod checks;
+pub mod client_auth;
 pub(crate) mod file;
 pub mod load;
 pub mod model;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::client_auth::{ClientAuth, ClientKeys, SecretMethod};
 use super::routes::RouteTable;
 pub use super::start::{KeySettings, ProcessSettings, StartConfig, StoreSettings, TlsFiles};
 use super::trusted_proxies::TrustedProxies;
@@ -128,8 +129,8 @@ impl OAuthSettings {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
-    /// SHA-256 of the client secret; compared in constant time.
-    pub secret_sha256: [u8; 32],
+    /// Its secret's SHA-256, or its public keys (`private_key_jwt`).
+    pub auth: ClientAuth,
     pub token_format: TokenFormat,
     pub grant_types: GrantSet,
     /// The scopes this client may ask for.

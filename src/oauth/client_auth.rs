@@ -1,6 +1,9 @@
-//! Client authentication at the OAuth endpoints (RFC 6749 section 2.3.1): HTTP Basic, or
-//! `client_id` + `client_secret` in the form; never both. Secrets are compared as SHA-256
-//! digests in constant time, and an unknown client costs the same work as a known one.
+//! Client authentication at the OAuth endpoints: a secret (RFC 6749 section 2.3.1) by HTTP
+//! Basic or as `client_id` + `client_secret` in the form, or a signed JWT assertion
+//! (`private_key_jwt`, RFC 7523 section 2.2, checked in [`super::client_assertion`]); one
+//! method per request. Secrets are compared as SHA-256 digests in constant time, and an
+//! unknown client costs the same work as a known one. A client configured for one method that
+//! presents another fails like a wrong secret (`invalid_client`).
 //!
 //! What is and is not constant-time, and why that is enough: the client is found by its id in a
 //! hash map, whose timing depends on the id; the id is not a secret (RFC 6749 section 2.2). The
@@ -19,9 +22,11 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::client_assertion::{self, AssertionError, ClientAssertion};
 use super::errors::OAuthError;
 use super::form::Form;
-use crate::config::model::Client;
+use super::replay::ReplayCache;
+use crate::config::model::{Client, ClientAuth, SecretMethod};
 use crate::config::Config;
 
 /// Longest client id or secret accepted.
@@ -67,10 +72,38 @@ pub fn parse_basic(header: &[u8]) -> Result<Credentials, OAuthError> {
     })
 }
 
+/// What a request presents to authenticate its client, before it is checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// A secret, sent the way `method` says.
+    Secret(Credentials, SecretMethod),
+    /// A signed JWT (`client_assertion`), for the client it names.
+    Assertion(ClientAssertion),
+}
+
+impl Presented {
+    /// The client this request claims to be (not yet proven).
+    pub fn client_id(&self) -> &str {
+        match self {
+            Presented::Secret(c, _) => &c.client_id,
+            Presented::Assertion(a) => &a.client_id,
+        }
+    }
+}
+
 /// Finds the credentials of a request, refusing more than one method.
-pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Credentials, OAuthError> {
+pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Presented, OAuthError> {
     let in_form = form.get("client_secret").is_some();
-    let creds = match authorization {
+    let assertion = form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some();
+    if assertion {
+        if authorization.is_some() || in_form {
+            return Err(bad(
+                "use one client authentication method: a client_assertion, Basic or client_secret",
+            ));
+        }
+        return client_assertion::presented(form).map(Presented::Assertion);
+    }
+    let (creds, method) = match authorization {
         Some(h) => {
             if in_form {
                 return Err(bad(
@@ -81,30 +114,74 @@ pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Credenti
             if form.get("client_id").is_some_and(|id| id != c.client_id) {
                 return Err(bad("client_id in the form differs from the Basic credentials"));
             }
-            c
+            (c, SecretMethod::Basic)
         }
         None => match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => Credentials {
-                client_id: id.into(),
-                secret: secret.into(),
-            },
+            (Some(id), Some(secret)) => (
+                Credentials {
+                    client_id: id.into(),
+                    secret: secret.into(),
+                },
+                SecretMethod::Post,
+            ),
             _ => return Err(OAuthError::InvalidClient),
         },
     };
     if creds.client_id.len() > MAX_CREDENTIAL_BYTES || creds.secret.len() > MAX_CREDENTIAL_BYTES {
         return Err(OAuthError::InvalidClient);
     }
-    Ok(creds)
+    Ok(Presented::Secret(creds, method))
 }
 
-/// Checks `creds` against the configured clients.
-pub fn verify<'c>(config: &'c Config, creds: &Credentials) -> Result<&'c Arc<Client>, OAuthError> {
+/// Checks what a request presented against the configured clients; an assertion's `jti` is
+/// then spent in `replay` (at `now`, Unix seconds).
+pub fn verify<'c>(
+    config: &'c Config,
+    presented: &Presented,
+    replay: &ReplayCache,
+    now: u64,
+) -> Result<&'c Arc<Client>, OAuthError> {
+    match presented {
+        Presented::Secret(creds, method) => verify_secret(config, creds, *method),
+        Presented::Assertion(a) => {
+            let client = config.clients.get(&a.client_id).ok_or(OAuthError::InvalidClient)?;
+            let ClientAuth::PrivateKeyJwt(keys) = &client.auth else {
+                log::debug!("client {:?} sent a client_assertion but has a secret", a.client_id);
+                return Err(OAuthError::InvalidClient);
+            };
+            let issuer = config.oauth.issuer.trim_end_matches('/');
+            let token_endpoint = format!("{issuer}/oauth2/token");
+            let audiences = [token_endpoint.as_str(), issuer, config.oauth.issuer.as_str()];
+            client_assertion::verify(a, keys, &audiences, replay, now).map_err(|e| {
+                if e == AssertionError::CacheFull {
+                    log::warn!("client {:?}: client_assertion refused: {e}", a.client_id);
+                } else {
+                    log::debug!("client {:?}: client_assertion refused: {e}", a.client_id);
+                }
+                OAuthError::from(e)
+            })?;
+            Ok(client)
+        }
+    }
+}
+
+/// Checks a secret sent by `method`.
+fn verify_secret<'c>(
+    config: &'c Config,
+    creds: &Credentials,
+    method: SecretMethod,
+) -> Result<&'c Arc<Client>, OAuthError> {
     let digest: [u8; 32] = Sha256::digest(creds.secret.as_bytes()).into();
-    match config.clients.get(&creds.client_id) {
-        Some(client) if bool::from(digest.ct_eq(&client.secret_sha256)) => Ok(client),
-        Some(_) => Err(OAuthError::InvalidClient),
-        None => {
-            // Same comparison work as for a known client.
+    let known = config.clients.get(&creds.client_id);
+    let expected = match known.map(|c| &c.auth) {
+        Some(ClientAuth::Secret { sha256, method: only }) if only.is_none_or(|m| m == method) => Some(sha256),
+        _ => None,
+    };
+    match (known, expected) {
+        (Some(client), Some(sha256)) if bool::from(digest.ct_eq(sha256)) => Ok(client),
+        (_, Some(_)) => Err(OAuthError::InvalidClient),
+        (_, None) => {
+            // Unknown, or not allowed this method: the same comparison work as for a known client.
             let _ = digest.ct_eq(&[0u8; 32]);
             Err(OAuthError::InvalidClient)
         }
@@ -171,6 +248,30 @@ mod tests {
         ));
         let form = crate::oauth::form::parse(b"client_id=a").unwrap();
         assert_eq!(credentials(None, &form).unwrap_err(), OAuthError::InvalidClient);
+        let assertion = b"client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+                          &client_assertion=a.b.c";
+        let form = crate::oauth::form::parse(assertion).unwrap();
+        assert!(matches!(
+            credentials(Some(&basic("a:b")), &form),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        let mut with_secret = assertion.to_vec();
+        with_secret.extend_from_slice(b"&client_id=a&client_secret=b");
+        let form = crate::oauth::form::parse(&with_secret).unwrap();
+        assert!(matches!(credentials(None, &form), Err(OAuthError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn the_way_a_secret_came_is_told() {
+        let form = crate::oauth::form::parse(b"").unwrap();
+        assert!(matches!(
+            credentials(Some(&basic("a:b")), &form),
+            Ok(Presented::Secret(_, SecretMethod::Basic))
+        ));
+        let form = crate::oauth::form::parse(b"client_id=a&client_secret=b").unwrap();
+        let presented = credentials(None, &form).unwrap();
+        assert!(matches!(presented, Presented::Secret(_, SecretMethod::Post)));
+        assert_eq!(presented.client_id(), "a");
     }
 
     #[test]

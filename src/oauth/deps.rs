@@ -1,5 +1,5 @@
 //! What the OAuth endpoints use of the running gateway, and nothing more: the token engine, the
-//! brute-force counters, the metrics and the password checker. The live config is passed per
+//! brute-force counters, the metrics, the password checker and the spent client assertions. The live config is passed per
 //! request beside it. The endpoints are unit-tested with these alone, without a socket or a file.
 
 use super::lockout::Lockout;
@@ -17,4 +17,6 @@ pub struct OAuthDeps<'a> {
     pub passwords: &'a PasswordChecker,
     /// DPoP proofs seen (each is accepted once).
     pub proofs: &'a ReplayCache,
+    /// The `jti`s of the client assertions already used (`private_key_jwt`).
+    pub replay: &'a ReplayCache,
 }

@@ -13,6 +13,7 @@ use super::super::deps::OAuthDeps;
 use super::super::errors::OAuthError;
 use super::super::lockout::Lockout;
 use super::super::passwords::PasswordChecker;
+use super::super::replay::ReplayCache;
 use super::super::token_endpoint::{token, EndpointRequest};
 use super::{introspect, revoke};
 use crate::config::{parse_str, Config};
@@ -43,6 +44,7 @@ struct Fixture {
     metrics: Metrics,
     passwords: PasswordChecker,
     proofs: crate::oauth::replay::ReplayCache,
+    replay: ReplayCache,
     config: Config,
 }
 
@@ -60,6 +62,7 @@ impl Fixture {
             metrics: Metrics::new().unwrap(),
             passwords: PasswordChecker::new(1).unwrap(),
             proofs: crate::oauth::replay::ReplayCache::new(100),
+            replay: ReplayCache::default(),
             config: parse_str(&config_text("\"a\", \"b\""), Path::new("/nowhere")).unwrap(),
         }
     }
@@ -71,6 +74,7 @@ impl Fixture {
             metrics: &self.metrics,
             passwords: &self.passwords,
             proofs: &self.proofs,
+            replay: &self.replay,
         }
     }
 }

@@ -47,6 +47,10 @@ pub enum OAuthError {
     /// with `Retry-After`.
     #[error("temporarily_unavailable: the token store cannot be reached")]
     StoreUnavailable { retry_after_secs: u64 },
+    /// The replay cache of client assertions is full (`private_key_jwt`): 503 with
+    /// `Retry-After`. New assertions are refused rather than replays let through.
+    #[error("temporarily_unavailable: too many client assertions to remember")]
+    AssertionCacheFull { retry_after_secs: u64 },
     #[error("server_error")]
     ServerError,
 }
@@ -69,7 +73,8 @@ impl OAuthError {
             OAuthError::TooManyRequests { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable { .. }
             | OAuthError::ClientTokenLimit { .. }
-            | OAuthError::StoreUnavailable { .. } => "temporarily_unavailable",
+            | OAuthError::StoreUnavailable { .. }
+            | OAuthError::AssertionCacheFull { .. } => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
         }
     }
@@ -82,7 +87,9 @@ impl OAuthError {
             OAuthError::MethodNotAllowed(_) => 405,
             OAuthError::TooManyRequests { .. } | OAuthError::ClientTokenLimit { .. } => 429,
             OAuthError::ServerError => 500,
-            OAuthError::TemporarilyUnavailable { .. } | OAuthError::StoreUnavailable { .. } => 503,
+            OAuthError::TemporarilyUnavailable { .. }
+            | OAuthError::StoreUnavailable { .. }
+            | OAuthError::AssertionCacheFull { .. } => 503,
             _ => 400,
         }
     }
@@ -112,6 +119,9 @@ impl OAuthError {
                     .into(),
             ),
             OAuthError::StoreUnavailable { .. } => Some("the token store cannot be reached; retry shortly".into()),
+            OAuthError::AssertionCacheFull { .. } => {
+                Some("too many client assertions are remembered against replay; retry shortly with a new one".into())
+            }
             OAuthError::ServerError => None,
         }
     }
@@ -129,7 +139,8 @@ impl OAuthError {
             OAuthError::TooManyRequests { retry_after_secs }
             | OAuthError::TemporarilyUnavailable { retry_after_secs }
             | OAuthError::ClientTokenLimit { retry_after_secs }
-            | OAuthError::StoreUnavailable { retry_after_secs } => {
+            | OAuthError::StoreUnavailable { retry_after_secs }
+            | OAuthError::AssertionCacheFull { retry_after_secs } => {
                 reply.with_header("Retry-After", retry_after_secs.to_string())
             }
             _ => reply,

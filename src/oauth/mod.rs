@@ -1,6 +1,7 @@
 //! OAuth2 protocol logic: grants, client authentication, the renewal policy and the endpoints.
 //! Plain Rust, unaware of pingora: it takes parsed inputs and returns replies.
 
+pub mod client_assertion;
 pub mod client_auth;
 pub mod deps;
 pub(crate) mod documents;

@@ -1,5 +1,6 @@
-//! Single-use identifiers (a DPoP proof's `jti`): each is accepted once while it could still be
-//! presented, within a bounded memory. Entries are kept by the SHA-256 of the key and the `jti`
+//! Single-use identifiers (a DPoP proof's `jti`, a client assertion's `jti`): each is accepted
+//! once while it could still be presented, within a bounded memory. When full, new identifiers
+//! are refused (fail closed) rather than an entry dropped early, which would let it be replayed. Entries are kept by the SHA-256 of the key and the `jti`
 //! (no client text is held) until their proof would be refused as too old anyway.
 
 use dashmap::DashMap;
@@ -44,6 +45,12 @@ pub struct ReplayCache {
     capacity: usize,
 }
 
+impl Default for ReplayCache {
+    fn default() -> ReplayCache {
+        ReplayCache::new(DEFAULT_CAPACITY)
+    }
+}
+
 impl ReplayCache {
     pub fn new(capacity: usize) -> ReplayCache {
         ReplayCache {
@@ -60,6 +67,10 @@ impl ReplayCache {
 
     /// [`ReplayCache::first_use`] of an identifier by its [`digest`].
     pub fn first_use_of(&self, key: [u8; 16], now: u64, forget_at: u64) -> Result<(), ReplayError> {
+        // A replay is told as one even when the cache is full.
+        if self.seen.get(&key).is_some_and(|e| *e > now) {
+            return Err(ReplayError::Replayed);
+        }
         if self.seen.len() >= self.capacity {
             self.forget_expired(now);
             if self.seen.len() >= self.capacity {

@@ -77,15 +77,17 @@ pub fn authenticate<'c>(
         }
         e
     };
-    let creds = client_auth::credentials(req.authorization, &form).map_err(|e| failed(None, e))?;
+    let presented = client_auth::credentials(req.authorization, &form).map_err(|e| failed(None, e))?;
+    let client_id = presented.client_id();
     let client = config
         .clients
-        .contains_key(&creds.client_id)
-        .then_some(Subject::Client(&creds.client_id, req.peer));
+        .contains_key(client_id)
+        .then_some(Subject::Client(client_id, req.peer));
     if let Some(c) = client {
         deps.lockout.check(limits, c, now)?;
     }
-    let verified = client_auth::verify(config, &creds).map_err(|e| failed(client, e))?;
+    let unix_now = crate::tokens::record::now_ms() / 1000;
+    let verified = client_auth::verify(config, &presented, deps.replay, unix_now).map_err(|e| failed(client, e))?;
     Ok((form, verified))
 }
 

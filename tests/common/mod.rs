@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod client_keys;
 pub mod cluster;
 pub mod load;
 pub mod pg;

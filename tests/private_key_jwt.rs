@@ -339,3 +339,28 @@ fn the_jwks_file_is_read_again_at_a_reload() {
     assert!(accepted(&new));
     assert!(!accepted(&old));
 }
+
+/// Cluster mode: an assertion accepted at one node is refused at another (each assertion's
+/// digest is recorded in the database until it expires).
+#[test]
+fn an_assertion_used_at_one_node_is_refused_at_another() {
+    use common::cluster::{Cluster, ISSUER};
+    let key = RustKey::generate();
+    let jwks = json!({ "keys": [key.public] }).to_string();
+    let setup = Setup {
+        oauth: String::new(),
+        extra: format!(
+            "[[clients]]\nid = \"{CLIENT}\"\ntoken_endpoint_auth_method = \"private_key_jwt\"\n\
+             jwks = '{jwks}'\ngrant_types = [\"client_credentials\"]\nscopes = [\"a\"]\n"
+        ),
+    };
+    let c = Cluster::start(2, setup);
+    let n = now();
+    let aud = format!("{ISSUER}/oauth2/token");
+    let sign =
+        |jti: &str| key.sign(&json!({"iss": CLIENT, "sub": CLIENT, "aud": aud, "iat": n, "exp": n + 60, "jti": jti}));
+    let once = sign("once-in-the-cluster");
+    token_ok(c.gw(0), &once);
+    assert_invalid_client(cc(c.gw(1), &once), "replayed at another node");
+    token_ok(c.gw(1), &sign("another"));
+}

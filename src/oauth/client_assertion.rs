@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::errors::OAuthError;
 use super::form::Form;
-use super::replay::{ReplayCache, ReplayError};
+use super::replay::{digest, ReplayCache, ReplayError};
 use crate::config::client_auth::ASSERTION_ALGORITHMS;
 use crate::config::model::ClientKeys;
 
@@ -125,6 +125,15 @@ struct Claims {
     jti: Option<String>,
 }
 
+/// An assertion accepted: what a cluster records of it so that no other node accepts it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    /// The digest of the client id and the `jti` ([`digest`]).
+    pub digest: [u8; 16],
+    /// When it may be forgotten (unix seconds): the assertion has expired by then.
+    pub forget_at: u64,
+}
+
 /// Checks `assertion` for its client with `keys`: the signature, then the claims (`audiences`:
 /// the values `aud` may name; `now`: Unix seconds), then spends its `jti` in `replay`.
 pub fn verify(
@@ -133,7 +142,7 @@ pub fn verify(
     audiences: &[&str],
     replay: &ReplayCache,
     now: u64,
-) -> Result<(), AssertionError> {
+) -> Result<Spent, AssertionError> {
     let client_id = assertion.client_id.as_str();
     let header = decode_header(&assertion.jwt).map_err(|_| AssertionError::Algorithm)?;
     if !ASSERTION_ALGORITHMS.contains(&header.alg) {
@@ -154,8 +163,13 @@ pub fn verify(
                 let jti = check_claims(&data.claims, client_id, now)?;
                 let keep_until = (data.claims.exp.ceil() as u64).saturating_add(LEEWAY_SECS);
                 // Forgotten once `keep_until`, the last second it could be accepted, has passed.
+                let spent = Spent {
+                    digest: digest(client_id.as_bytes(), jti),
+                    forget_at: keep_until + 1,
+                };
                 return replay
-                    .first_use(client_id.as_bytes(), jti, now, keep_until + 1)
+                    .first_use_of(spent.digest, now, spent.forget_at)
+                    .map(|()| spent)
                     .map_err(|e| match e {
                         ReplayError::Replayed => AssertionError::Replayed,
                         ReplayError::Full => AssertionError::CacheFull,

@@ -93,7 +93,7 @@ fn check(jwt: String, keys: &ClientKeys, replay: &ReplayCache) -> Result<(), Ass
         client_id: "c".into(),
         jwt,
     };
-    verify(&assertion, keys, &[ENDPOINT, ISSUER], replay, now())
+    verify(&assertion, keys, &[ENDPOINT, ISSUER], replay, now()).map(drop)
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn a_client_authenticates_only_by_its_own_method() {
     let run = |auth: Option<String>, body: String| -> Result<String, OAuthError> {
         let f = form::parse(body.as_bytes()).unwrap();
         let presented = client_auth::credentials(auth.as_deref().map(str::as_bytes), &f)?;
-        client_auth::verify(&config, &presented, &replay, now()).map(|c| c.id.clone())
+        client_auth::verify(&config, &presented, &replay, now()).map(|(c, _)| c.id.clone())
     };
     let basic = |id: &str| {
         Some(format!(

@@ -22,7 +22,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::client_assertion::{self, AssertionError, ClientAssertion};
+use super::client_assertion::{self, AssertionError, ClientAssertion, Spent};
 use super::errors::OAuthError;
 use super::form::Form;
 use super::replay::ReplayCache;
@@ -134,15 +134,15 @@ pub fn credentials(authorization: Option<&[u8]>, form: &Form) -> Result<Presente
 }
 
 /// Checks what a request presented against the configured clients; an assertion's `jti` is
-/// then spent in `replay` (at `now`, Unix seconds).
+/// then spent in `replay` (at `now`, Unix seconds), and returned for a cluster to record.
 pub fn verify<'c>(
     config: &'c Config,
     presented: &Presented,
     replay: &ReplayCache,
     now: u64,
-) -> Result<&'c Arc<Client>, OAuthError> {
+) -> Result<(&'c Arc<Client>, Option<Spent>), OAuthError> {
     match presented {
-        Presented::Secret(creds, method) => verify_secret(config, creds, *method),
+        Presented::Secret(creds, method) => verify_secret(config, creds, *method).map(|c| (c, None)),
         Presented::Assertion(a) => {
             let client = config.clients.get(&a.client_id).ok_or(OAuthError::InvalidClient)?;
             let ClientAuth::PrivateKeyJwt(keys) = &client.auth else {
@@ -152,7 +152,7 @@ pub fn verify<'c>(
             let issuer = config.oauth.issuer.trim_end_matches('/');
             let token_endpoint = format!("{issuer}/oauth2/token");
             let audiences = [token_endpoint.as_str(), issuer, config.oauth.issuer.as_str()];
-            client_assertion::verify(a, keys, &audiences, replay, now).map_err(|e| {
+            let spent = client_assertion::verify(a, keys, &audiences, replay, now).map_err(|e| {
                 if e == AssertionError::CacheFull {
                     log::warn!("client {:?}: client_assertion refused: {e}", a.client_id);
                 } else {
@@ -160,7 +160,7 @@ pub fn verify<'c>(
                 }
                 OAuthError::from(e)
             })?;
-            Ok(client)
+            Ok((client, Some(spent)))
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::deps::OAuthDeps;
 use super::errors::OAuthError;
-use super::token_endpoint::{authenticate, service_error, EndpointRequest};
+use super::token_endpoint::{authenticated, service_error, EndpointRequest};
 use crate::config::Config;
 use crate::domain::key::TokenKey;
 use crate::reply::Reply;
@@ -28,7 +28,7 @@ pub async fn revoke(
     config: &Config,
     req: EndpointRequest<'_>,
 ) -> Result<(Reply, Revoked), OAuthError> {
-    let (form, client) = authenticate(deps, config, &req, "revoke")?;
+    let (form, client) = authenticated(deps, config, &req, "revoke").await?;
     let token = token_param(&form)?;
     let what = deps.tokens.revoke(&client.id, token).await.map_err(service_error)?;
     if what != Revoked::Nothing {
@@ -39,7 +39,7 @@ pub async fn revoke(
 
 /// Tells an authenticated client whether a token is active, and what it carries.
 pub async fn introspect(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_>) -> Result<Reply, OAuthError> {
-    let (form, _client) = authenticate(deps, config, &req, "introspect")?;
+    let (form, _client) = authenticated(deps, config, &req, "introspect").await?;
     let token = token_param(&form)?;
     let now = now_ms();
     let tokens = deps.tokens;

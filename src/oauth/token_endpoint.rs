@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::client_assertion::Spent;
 use super::client_auth;
 use super::deps::OAuthDeps;
 use super::dpop_grant;
@@ -55,7 +56,7 @@ pub fn authenticate<'c>(
     config: &'c Config,
     req: &EndpointRequest<'_>,
     endpoint: &'static str,
-) -> Result<(Form, &'c Arc<Client>), OAuthError> {
+) -> Result<(Form, &'c Arc<Client>, Option<Spent>), OAuthError> {
     let limits = &config.oauth.lockout;
     let now = Instant::now();
     let address = req.peer.map(Subject::Address);
@@ -64,19 +65,7 @@ pub fn authenticate<'c>(
     }
     form::check_content_type(req.content_type)?;
     let form = form::parse(req.body)?;
-    let failed = |client: Option<Subject<'_>>, e: OAuthError| {
-        if e == OAuthError::InvalidClient {
-            for s in address.into_iter().chain(client) {
-                deps.lockout.record_failure(limits, s, now);
-            }
-            let slot = crate::metrics::AUTH_ENDPOINTS
-                .iter()
-                .position(|e| *e == endpoint)
-                .unwrap_or(0);
-            deps.metrics.client_auth_failed(slot);
-        }
-        e
-    };
+    let failed = |client: Option<Subject<'_>>, e: OAuthError| failure(deps, config, req, endpoint, client, e);
     let presented = client_auth::credentials(req.authorization, &form).map_err(|e| failed(None, e))?;
     let client_id = presented.client_id();
     let client = config
@@ -87,13 +76,69 @@ pub fn authenticate<'c>(
         deps.lockout.check(limits, c, now)?;
     }
     let unix_now = crate::tokens::record::now_ms() / 1000;
-    let verified = client_auth::verify(config, &presented, deps.replay, unix_now).map_err(|e| failed(client, e))?;
-    Ok((form, verified))
+    let (verified, spent) =
+        client_auth::verify(config, &presented, deps.replay, unix_now).map_err(|e| failed(client, e))?;
+    Ok((form, verified, spent))
+}
+
+/// [`authenticate`], and in a cluster, a client assertion recorded for every node: one already
+/// accepted at another node is refused here too.
+pub async fn authenticated<'c>(
+    deps: OAuthDeps<'_>,
+    config: &'c Config,
+    req: &EndpointRequest<'_>,
+    endpoint: &'static str,
+) -> Result<(Form, &'c Arc<Client>), OAuthError> {
+    let (form, client, spent) = authenticate(deps, config, req, endpoint)?;
+    let store = deps.tokens.store();
+    if let (Some(spent), true) = (spent, store.is_shared()) {
+        let now = crate::tokens::record::now_ms() / 1000;
+        match store.first_use(spent.digest, spent.forget_at, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                log::debug!("client {:?}: client_assertion already used at another node", client.id);
+                let subject = Subject::Client(&client.id, req.peer);
+                return Err(failure(
+                    deps,
+                    config,
+                    req,
+                    endpoint,
+                    Some(subject),
+                    OAuthError::InvalidClient,
+                ));
+            }
+            Err(e) => return Err(service_error(e.into())),
+        }
+    }
+    Ok((form, client))
+}
+
+/// Counts a failed client authentication (the lockout, the metric) and hands back its error.
+fn failure(
+    deps: OAuthDeps<'_>,
+    config: &Config,
+    req: &EndpointRequest<'_>,
+    endpoint: &'static str,
+    client: Option<Subject<'_>>,
+    e: OAuthError,
+) -> OAuthError {
+    if e == OAuthError::InvalidClient {
+        let now = Instant::now();
+        for s in req.peer.map(Subject::Address).into_iter().chain(client) {
+            deps.lockout.record_failure(&config.oauth.lockout, s, now);
+        }
+        let slot = crate::metrics::AUTH_ENDPOINTS
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or(0);
+        deps.metrics.client_auth_failed(slot);
+    }
+    e
 }
 
 /// Handles a token request; the answer is success JSON or an RFC 6749 section 5.2 error.
 pub async fn token(deps: OAuthDeps<'_>, config: &Config, req: EndpointRequest<'_>) -> Result<Issued, OAuthError> {
-    let (form, client) = authenticate(deps, config, &req, "token")?;
+    let (form, client) = authenticated(deps, config, &req, "token").await?;
     let grant = GrantType::parse(form.require("grant_type")?).ok_or(OAuthError::UnsupportedGrantType)?;
     if !client.grant_types.contains(grant) {
         return Err(OAuthError::UnauthorizedClient(format!(

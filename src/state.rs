@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::start::KeySettings;
+use crate::config::start::TlsFiles;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::deps::OAuthDeps;
@@ -18,6 +19,7 @@ use crate::oauth::replay::ReplayCache;
 use crate::store::shared::{fingerprint, KeyFingerprint};
 use crate::store::timed::TimedStore;
 use crate::store::{self, StoreError, TokenStore};
+use crate::tls::{Certificates, TlsError};
 use crate::tokens::index::TokenIndex;
 use crate::tokens::jwt::{previous_key, JwtSigner, KeyError};
 use crate::tokens::opaque::{OpaqueCodec, ServerKeyError};
@@ -67,6 +69,9 @@ pub struct AppState {
     pub passwords: PasswordChecker,
     /// DPoP proofs seen, at the token endpoint and the gateway (each is accepted once).
     pub dpop_proofs: ReplayCache,
+    /// The HTTPS listener's certificate, once the listener is built: a reload naming other
+    /// files switches to them.
+    certificates: std::sync::OnceLock<Arc<Certificates>>,
     /// The `jti`s of the client assertions already used; outside `Live` so a reload keeps them.
     pub replay: ReplayCache,
     /// Counts config swaps, for the background work that follows the config (health checks).
@@ -103,6 +108,7 @@ impl AppState {
             connections: ConnectionCount::default(),
             passwords,
             dpop_proofs: ReplayCache::new(crate::oauth::replay::DEFAULT_CAPACITY),
+            certificates: std::sync::OnceLock::new(),
             replay: ReplayCache::default(),
             config_version: tokio::sync::watch::Sender::new(0),
         }))
@@ -174,16 +180,41 @@ impl AppState {
         self.live.load()
     }
 
+    /// The HTTPS listener's certificate, which later reloads may switch to other files.
+    pub fn serve_certificates(&self, certificates: Arc<Certificates>) {
+        // Set once, at start; a second call would change nothing the listener reads.
+        let _ = self.certificates.set(certificates);
+    }
+
+    /// Switches the listener to the certificate files `tls` names, when it speaks HTTPS and they
+    /// are other files than those in use; an error leaves the pair in use.
+    pub fn switch_certificates(&self, tls: Option<&TlsFiles>) -> Result<bool, TlsError> {
+        match (self.certificates.get(), tls) {
+            (Some(certificates), Some(files)) => certificates.switch(files),
+            _ => Ok(false),
+        }
+    }
+
     /// Swaps in a new config in one atomic store. Returns the settings that changed but need a
     /// restart to take effect; their running values stay in the live config. Callers serialise
     /// calls (the reload service is the only one).
     pub fn replace_config(&self, mut config: Config) -> Vec<&'static str> {
         let running = self.live.load_full();
-        let restart = running.config.start.changes(&config.start);
+        let mut restart = running.config.start.changes(&config.start);
+        // Other certificate files were switched to ([`AppState::switch_certificates`]); turning
+        // HTTPS on or off needs a restart.
+        let tls = config.start.process.tls.take();
+        let tls_switched = self.certificates.get().is_some() && tls.is_some();
+        if tls_switched {
+            restart.retain(|key| *key != "server.tls_cert/tls_key");
+        }
         // What only a restart changes stays as the process runs it, so the live model still
         // describes the process (e.g. the JWKS keeps naming the signing key in use) and a later
         // reload names the same changes again until the restart.
         config.start = running.config.start.clone();
+        if tls_switched {
+            config.start.process.tls = tls;
+        }
         // Routes whose upstreams did not change keep their balancers: health, rotation, checks.
         config.routes.keep_balancers(&running.config.routes);
         self.live.store(Arc::new(Live::new(config)));

@@ -57,7 +57,7 @@ fn utf8_path<'a>(key: &'static str, path: &'a Path) -> Result<&'a str, TlsError>
 
 /// The certificate the HTTPS listener presents, swapped whole when its files change.
 pub struct Certificates {
-    files: TlsFiles,
+    files: ArcSwap<TlsFiles>,
     current: ArcSwap<CertifiedKey>,
 }
 
@@ -71,7 +71,7 @@ impl Certificates {
     /// Loads the pair `files` name; fails naming the setting at fault.
     pub fn load(files: &TlsFiles) -> Result<Certificates, TlsError> {
         Ok(Certificates {
-            files: files.clone(),
+            files: ArcSwap::from_pointee(files.clone()),
             current: ArcSwap::from_pointee(certified_key(files)?),
         })
     }
@@ -80,10 +80,24 @@ impl Certificates {
     /// connections; `Ok(false)` when unchanged; an error (the pair in use stays) when they do
     /// not hold a usable pair.
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let fresh = certified_key(&self.files)?;
+        let fresh = certified_key(&self.files.load())?;
         if fresh.cert == self.current.load().cert {
             return Ok(false);
         }
+        self.current.store(Arc::new(fresh));
+        Ok(true)
+    }
+}
+
+impl Certificates {
+    /// Presents the pair of other files from now on (a reload of a config naming new paths);
+    /// `Ok(false)` when `files` are the ones in use. An error leaves the pair in use.
+    pub fn switch(&self, files: &TlsFiles) -> Result<bool, TlsError> {
+        if **self.files.load() == *files {
+            return Ok(false);
+        }
+        let fresh = certified_key(files)?;
+        self.files.store(Arc::new(files.clone()));
         self.current.store(Arc::new(fresh));
         Ok(true)
     }

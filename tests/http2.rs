@@ -145,3 +145,49 @@ fn a_renewed_certificate_is_served_after_a_reload() {
         "the old certificate is no longer presented"
     );
 }
+
+/// A config that names other certificate files is served on new connections after the reload
+/// picks it up (no restart); files that do not hold a usable pair refuse the whole reload.
+#[test]
+fn a_config_naming_other_certificate_files_is_served_after_the_reload() {
+    let (gw, old) = Gateway::start_tls(&Setup::default());
+    let metadata = |c: &Client| {
+        c.get(format!("{}/.well-known/oauth-authorization-server", gw.base))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    let conf = gw.conf_path();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    write(&gw.dir.path().join("broken.pem"), "not a certificate");
+    write(
+        &conf,
+        &text.replace("tls_cert = \"cert.pem\"", "tls_cert = \"broken.pem\""),
+    );
+    gw.eventually(5, "the reload refused, naming the key", || {
+        gw.log().contains("server.tls_cert")
+    });
+    assert_eq!(metadata(&client(&old, false)).unwrap(), 200, "the pair in use stays");
+
+    let (new, new_key) = common::self_signed();
+    write(&gw.dir.path().join("renewed-cert.pem"), &new);
+    write(&gw.dir.path().join("renewed-key.pem"), &new_key);
+    write(
+        &conf,
+        &text
+            .replace("tls_cert = \"cert.pem\"", "tls_cert = \"renewed-cert.pem\"")
+            .replace("tls_key = \"key.pem\"", "tls_key = \"renewed-key.pem\""),
+    );
+    gw.eventually(5, "the new files' certificate served", || {
+        metadata(&client(&new, false)).is_ok_and(|s| s == 200)
+    });
+    assert!(
+        metadata(&client(&old, false)).is_err(),
+        "the old certificate is no longer presented"
+    );
+    assert!(
+        !gw.log()
+            .contains("server.tls_cert/tls_key changed; this needs a restart"),
+        "no restart asked for: {}",
+        gw.log()
+    );
+}

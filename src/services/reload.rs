@@ -157,6 +157,13 @@ impl ConfigFile {
                 key: "oauth.jwt_signing_key".into(),
                 message: e.to_string(),
             })?;
+        // So do other certificate files (the listener speaks HTTPS already).
+        state
+            .switch_certificates(config.start.process.tls.as_ref())
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.tls_cert".into(),
+                message: e.to_string(),
+            })?;
         let restart = state.replace_config(config);
         self.in_force = Some(fingerprint);
         Ok(Outcome::Applied { restart })

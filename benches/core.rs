@@ -280,6 +280,7 @@ fn dpop_benches(c: &mut Criterion) {
         access_token: Some(token),
         now,
         max_age_secs: 3600,
+        nonces: None,
     };
     let mut g = c.benchmark_group("dpop");
     g.bench_function("verify_es256_proof", |b| {

@@ -340,7 +340,6 @@ fn run(conf_path: PathBuf, upgrade: bool) -> Result<(), String> {
         Some(certificates) => {
             // The listener asks `certificates` on every handshake: a reload can renew them, or
             // switch to other files.
-            state.serve_certificates(certificates.clone());
             let mut settings =
                 TlsSettings::intermediate("", "").map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
             settings.set_cert_resolver(certificates.clone());

@@ -8,18 +8,17 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::start::KeySettings;
-use crate::config::start::TlsFiles;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::deps::OAuthDeps;
 use crate::oauth::documents;
+use crate::oauth::dpop_nonce::Nonces;
 use crate::oauth::lockout::Lockout;
 use crate::oauth::passwords::PasswordChecker;
 use crate::oauth::replay::ReplayCache;
 use crate::store::shared::{fingerprint, KeyFingerprint};
 use crate::store::timed::TimedStore;
 use crate::store::{self, StoreError, TokenStore};
-use crate::tls::{Certificates, TlsError};
 use crate::tokens::index::TokenIndex;
 use crate::tokens::jwt::{previous_key, JwtSigner, KeyError};
 use crate::tokens::opaque::{OpaqueCodec, ServerKeyError};
@@ -69,9 +68,9 @@ pub struct AppState {
     pub passwords: PasswordChecker,
     /// DPoP proofs seen, at the token endpoint and the gateway (each is accepted once).
     pub dpop_proofs: ReplayCache,
-    /// The HTTPS listener's certificate, once the listener is built: a reload naming other
-    /// files switches to them.
-    certificates: std::sync::OnceLock<Arc<Certificates>>,
+    /// Server nonces for DPoP proofs, from a key derived from the server key (the same on
+    /// every node).
+    pub dpop_nonces: Nonces,
     /// The `jti`s of the client assertions already used; outside `Live` so a reload keeps them.
     pub replay: ReplayCache,
     /// Counts config swaps, for the background work that follows the config (health checks).
@@ -99,6 +98,7 @@ impl AppState {
         follow_changes(&tokens).await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = PasswordChecker::new(cores).map_err(StartError::Other)?;
+        let dpop_nonces = Nonces::new(&tokens.codec().derive(b"tokengate dpop nonce key"));
         Ok(Arc::new(AppState {
             live: ArcSwap::from_pointee(Live::new(config)),
             tokens,
@@ -108,7 +108,7 @@ impl AppState {
             connections: ConnectionCount::default(),
             passwords,
             dpop_proofs: ReplayCache::new(crate::oauth::replay::DEFAULT_CAPACITY),
-            certificates: std::sync::OnceLock::new(),
+            dpop_nonces,
             replay: ReplayCache::default(),
             config_version: tokio::sync::watch::Sender::new(0),
         }))
@@ -122,6 +122,7 @@ impl AppState {
             metrics: &self.metrics,
             passwords: &self.passwords,
             proofs: &self.dpop_proofs,
+            nonces: &self.dpop_nonces,
             replay: &self.replay,
         }
     }
@@ -180,31 +181,21 @@ impl AppState {
         self.live.load()
     }
 
-    /// The HTTPS listener's certificate, which later reloads may switch to other files.
-    pub fn serve_certificates(&self, certificates: Arc<Certificates>) {
-        // Set once, at start; a second call would change nothing the listener reads.
-        let _ = self.certificates.set(certificates);
-    }
-
-    /// Switches the listener to the certificate files `tls` names, when it speaks HTTPS and they
-    /// are other files than those in use; an error leaves the pair in use.
-    pub fn switch_certificates(&self, tls: Option<&TlsFiles>) -> Result<bool, TlsError> {
-        match (self.certificates.get(), tls) {
-            (Some(certificates), Some(files)) => certificates.switch(files),
-            _ => Ok(false),
-        }
-    }
-
     /// Swaps in a new config in one atomic store. Returns the settings that changed but need a
     /// restart to take effect; their running values stay in the live config. Callers serialise
     /// calls (the reload service is the only one).
-    pub fn replace_config(&self, mut config: Config) -> Vec<&'static str> {
+    pub fn replace_config(&self, config: Config) -> Vec<&'static str> {
+        self.replace_config_with(config, false)
+    }
+
+    /// [`AppState::replace_config`], where `tls_switched` says that the HTTPS listener now
+    /// presents the certificate files the new config names (the reload switched them): those
+    /// apply; turning HTTPS on or off still needs a restart.
+    pub fn replace_config_with(&self, mut config: Config, tls_switched: bool) -> Vec<&'static str> {
         let running = self.live.load_full();
         let mut restart = running.config.start.changes(&config.start);
-        // Other certificate files were switched to ([`AppState::switch_certificates`]); turning
-        // HTTPS on or off needs a restart.
         let tls = config.start.process.tls.take();
-        let tls_switched = self.certificates.get().is_some() && tls.is_some();
+        let tls_switched = tls_switched && tls.is_some();
         if tls_switched {
             restart.retain(|key| *key != "server.tls_cert/tls_key");
         }

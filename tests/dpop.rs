@@ -52,6 +52,11 @@ impl Prover {
 
     /// A fresh proof for `method` on `url`, naming `token` when given.
     fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+        self.proof_with(method, url, token, None)
+    }
+
+    /// The same, carrying a server nonce when given.
+    fn proof_with(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
         let mut claims = json!({
             "jti": uuid_like(),
             "htm": method,
@@ -60,6 +65,9 @@ impl Prover {
         });
         if let Some(t) = token {
             claims["ath"] = B64.encode(Sha256::digest(t.as_bytes())).into();
+        }
+        if let Some(n) = nonce {
+            claims["nonce"] = n.into();
         }
         self.sign(claims)
     }
@@ -396,4 +404,53 @@ fn body_of(gw: &Gateway, key: &Prover, token_url: &str) -> Value {
     let (status, body) = token(gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&proof));
     assert_eq!(status, 200, "{body}");
     body
+}
+
+/// With `oauth.dpop_nonce = true`, a proof without a current server nonce is answered
+/// `use_dpop_nonce` with one in `DPoP-Nonce`, at the token endpoint (400) and at a route (401);
+/// a proof that carries it passes.
+#[test]
+fn with_server_nonces_a_proof_must_carry_a_current_one() {
+    let mut s = setup();
+    s.oauth = "dpop_nonce = true".into();
+    let gw = Gateway::start(s);
+    let key = Prover::new(JwtAlgorithm::ES256);
+    let url = token_url(&gw);
+    let r = gw
+        .http
+        .post(&url)
+        .basic_auth("jwt-app", Some(SECRET))
+        .header("DPoP", key.proof("POST", &url, None))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_string();
+    assert_eq!(r.json::<Value>().unwrap()["error"], "use_dpop_nonce");
+    let stale = key.proof_with("POST", &url, None, Some("0.AAAAAAAAAAAAAAAAAAAAAA"));
+    assert_eq!(
+        token(&gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&stale)).0,
+        400
+    );
+    let proof = key.proof_with("POST", &url, None, Some(&nonce));
+    let (status, body) = token(&gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&proof));
+    assert_eq!((status, body["token_type"].as_str()), (200, Some("DPoP")), "{body}");
+    let t = at(&body).to_string();
+
+    let api = api_url(&gw);
+    let r = gw
+        .http
+        .get(&api)
+        .header("Authorization", format!("DPoP {t}"))
+        .header("DPoP", key.proof("GET", &api, Some(&t)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("use_dpop_nonce"));
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_string();
+    let proof = key.proof_with("GET", &api, Some(&t), Some(&nonce));
+    assert_eq!(call(&gw, "DPoP", &t, Some(&proof)).0, 200);
 }

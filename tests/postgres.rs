@@ -12,15 +12,17 @@ use std::process::Command;
 use common::pg::TestDb;
 use common::{bin, config_text, free_port, write, Gateway, Setup};
 
-/// A folder with a gateway config on `port` whose store is `db`.
+/// A folder with a gateway config on `port` whose store is `db`. Every node names the same
+/// issuer, as the nodes of a cluster must (tokens carry it as their default audience).
 fn folder(db: &TestDb, port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::policy("enable = true", "enable = true");
-    let config = format!(
-        "{}\n[store]\nurl = \"{}\"\npool_size = 4\n",
-        config_text(port, &setup),
-        db.url
+    let text = config_text(port, &setup).replacen(
+        &format!("issuer = \"http://127.0.0.1:{port}\""),
+        "issuer = \"http://tokengate.test\"",
+        1,
     );
+    let config = format!("{text}\n[store]\nurl = \"{}\"\npool_size = 4\n", db.url);
     write(&dir.path().join("gateway.toml"), &config);
     dir
 }

@@ -144,6 +144,8 @@ pub struct OAuthSection {
     pub default_audience: Option<String>,
     /// Oldest DPoP proof accepted, by its `iat`, in seconds; its `jti` is remembered this long.
     pub dpop_proof_max_age_secs: u64,
+    /// Server-provided DPoP nonces (RFC 9449 section 8): every proof must carry a recent one.
+    pub dpop_nonce: bool,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     /// PEM private key. Absent: `jwt-<algorithm>.pem` in the data folder, generated if missing.
@@ -183,6 +185,7 @@ impl Default for OAuthSection {
             issuer: None,
             default_audience: None,
             dpop_proof_max_age_secs: 60,
+            dpop_nonce: false,
             access_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 86_400,
             jwt_signing_key: None,

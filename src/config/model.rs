@@ -74,6 +74,8 @@ pub struct OAuthSettings {
     pub default_audience: AudienceSet,
     /// Oldest DPoP proof accepted, by its `iat`.
     pub dpop_proof_max_age_secs: u64,
+    /// Every DPoP proof must carry a server nonce it got in `DPoP-Nonce`.
+    pub dpop_nonce: bool,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub jwt_policy: RenewPolicy,

@@ -181,6 +181,7 @@ pub(super) fn oauth(o: OAuthSection, listen: &str) -> Result<OAuthSettings, Conf
             v @ 1..=3600 => v,
             _ => return Err(invalid("oauth.dpop_proof_max_age_secs", "must be between 1 and 3600")),
         },
+        dpop_nonce: o.dpop_nonce,
         access_token_ttl_secs: o.access_token_ttl_secs,
         refresh_token_ttl_secs: o.refresh_token_ttl_secs,
         jwt_policy: renew_policy("oauth.jwt", &o.jwt.renew_token_without_revoking_existing)?,

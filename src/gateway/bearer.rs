@@ -41,6 +41,9 @@ pub enum BearerError {
     /// A DPoP proof missing, malformed, replayed or not for this request or token: 401
     /// `invalid_dpop_proof` (RFC 9449 section 7.1).
     BadProof(&'static str),
+    /// Server nonces are on and the proof lacks a current one: 401 `use_dpop_nonce` with this
+    /// nonce in `DPoP-Nonce` (RFC 9449 section 9).
+    UseDpopNonce(String),
     /// Cluster mode: the index is stale (cut off from the database longer than
     /// `store.stale_after_secs`), or a token this node had not seen could not be looked up:
     /// 503 `temporarily_unavailable` with `Retry-After`.
@@ -59,6 +62,7 @@ impl BearerError {
             BearerError::DpopRequired => "dpop_required",
             BearerError::NotDpopBound => "not_dpop_bound",
             BearerError::BadProof(_) => "invalid_dpop_proof",
+            BearerError::UseDpopNonce(_) => "use_dpop_nonce",
             BearerError::Unavailable => "unavailable",
         }
     }
@@ -72,7 +76,8 @@ impl BearerError {
             | BearerError::WrongAudience
             | BearerError::DpopRequired
             | BearerError::NotDpopBound
-            | BearerError::BadProof(_) => Validation::Invalid,
+            | BearerError::BadProof(_)
+            | BearerError::UseDpopNonce(_) => Validation::Invalid,
             BearerError::InsufficientScope(_) => Validation::InsufficientScope,
             BearerError::Unavailable => Validation::Unavailable,
         }
@@ -111,6 +116,14 @@ impl BearerError {
                 format!("DPoP algs=\"{DPOP_ALGS}\", error=\"invalid_dpop_proof\", error_description=\"{why}\""),
                 serde_json::json!({"error": "invalid_dpop_proof", "error_description": why}).to_string(),
             ),
+            BearerError::UseDpopNonce(nonce) => {
+                let challenge = format!(
+                    "DPoP algs=\"{DPOP_ALGS}\", error=\"use_dpop_nonce\", error_description=\"the DPoP proof must carry the nonce in DPoP-Nonce\""
+                );
+                return Reply::json_no_store(401, r#"{"error":"use_dpop_nonce"}"#)
+                    .with_header("WWW-Authenticate", challenge)
+                    .with_header("DPoP-Nonce", nonce.clone());
+            }
             BearerError::InsufficientScope(scope) => (
                 403,
                 format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"{scope}\""),

@@ -8,6 +8,7 @@ use pingora::proxy::Session;
 use super::bearer::BearerError;
 use crate::config::Config;
 use crate::oauth::dpop::{self, normal_url, Accepted, Expected, ProofError};
+use crate::oauth::dpop_nonce::Nonces;
 use crate::oauth::replay::{ReplayCache, ReplayError};
 use crate::tokens::record::AccessRecord;
 
@@ -55,7 +56,7 @@ pub fn check_bound(
     token: &str,
     req: &ProofRequest<'_>,
     config: &Config,
-    replay: &ReplayCache,
+    (replay, nonces): (&ReplayCache, &Nonces),
     now_secs: u64,
 ) -> Result<Accepted, BearerError> {
     let Some(bound_to) = rec.key.jkt() else {
@@ -73,6 +74,7 @@ pub fn check_bound(
         access_token: Some(token),
         now: now_secs,
         max_age_secs: config.oauth.dpop_proof_max_age_secs,
+        nonces: config.oauth.dpop_nonce.then_some(nonces),
     };
     match dpop::verify(proof, &expected, replay) {
         Ok(accepted) if accepted.jkt == *bound_to => Ok(accepted),
@@ -82,6 +84,7 @@ pub fn check_bound(
             Err(BearerError::BadProof("this DPoP proof was already used"))
         }
         Err(ProofError::Invalid(why)) => Err(BearerError::BadProof(why)),
+        Err(ProofError::UseNonce) => Err(BearerError::UseDpopNonce(nonces.current(now_secs))),
     }
 }
 

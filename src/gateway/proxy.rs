@@ -229,7 +229,8 @@ impl ProxyHttp for Gateway {
             let now = now_ms();
             let check_proof = |rec: &AccessRecord, token: &str| {
                 let req = dpop::ProofRequest::of(session, https);
-                dpop::check_bound(rec, token, &req, &live.config, &self.state.dpop_proofs, now / 1000)
+                let proofs = (&self.state.dpop_proofs, &self.state.dpop_nonces);
+                dpop::check_bound(rec, token, &req, &live.config, proofs, now / 1000)
             };
             let result =
                 bearer::authorize(&self.state.tokens, &live.config, route, authorization, now, check_proof).await;

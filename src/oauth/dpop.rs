@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::dpop_nonce::Nonces;
 use super::replay::{ReplayCache, ReplayError};
 use crate::domain::thumbprint::Thumbprint;
 
@@ -29,6 +30,9 @@ pub enum ProofError {
     Invalid(&'static str),
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// Nonces are on and the proof carries none, or a stale one.
+    #[error("the DPoP proof must carry a current server nonce")]
+    UseNonce,
 }
 
 /// What a proof must match.
@@ -45,6 +49,8 @@ pub struct Expected<'a> {
     pub now: u64,
     /// Oldest `iat` accepted, in seconds before now.
     pub max_age_secs: u64,
+    /// With server nonces on, what checks the proof's `nonce`.
+    pub nonces: Option<&'a Nonces>,
 }
 
 #[derive(serde::Deserialize)]
@@ -54,6 +60,7 @@ struct ProofClaims {
     htu: String,
     iat: u64,
     ath: Option<String>,
+    nonce: Option<String>,
 }
 
 /// A proof accepted: its key, and what a cluster records of it so that no other node accepts it.
@@ -157,6 +164,11 @@ fn check_claims(claims: &ProofClaims, expected: &Expected<'_>) -> Result<(), Pro
     }
     if claims.iat + expected.max_age_secs < expected.now || claims.iat > expected.now + FUTURE_LEEWAY_SECS {
         return Err(ProofError::Invalid("the DPoP proof's iat is too old or in the future"));
+    }
+    if let Some(nonces) = expected.nonces {
+        if !claims.nonce.as_deref().is_some_and(|n| nonces.accepts(n, expected.now)) {
+            return Err(ProofError::UseNonce);
+        }
     }
     if let Some(token) = expected.access_token {
         let ath = B64.encode(Sha256::digest(token.as_bytes()));

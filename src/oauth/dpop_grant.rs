@@ -3,8 +3,7 @@
 
 use super::deps::OAuthDeps;
 use super::dpop::{self, normal_url, Expected, ProofError};
-use super::errors::OAuthError;
-use super::token_endpoint::service_error;
+use super::errors::{service_error, OAuthError};
 use crate::config::model::Client;
 use crate::config::Config;
 use crate::domain::ids::now_ms;
@@ -36,12 +35,14 @@ pub async fn binding(
         access_token: None,
         now: now_ms() / 1000,
         max_age_secs: config.oauth.dpop_proof_max_age_secs,
+        nonces: config.oauth.dpop_nonce.then_some(deps.nonces),
     };
     let accepted = match dpop::verify(proof, &expected, deps.proofs) {
         Ok(accepted) => accepted,
         Err(ProofError::Replay(super::replay::ReplayError::Full)) => {
             return Err(OAuthError::TemporarilyUnavailable { retry_after_secs: 1 })
         }
+        Err(ProofError::UseNonce) => return Err(OAuthError::UseDpopNonce(deps.nonces.current(expected.now))),
         Err(e) => return Err(OAuthError::InvalidDpopProof(e.to_string())),
     };
     // In a cluster, a proof accepted at another node is refused here too.

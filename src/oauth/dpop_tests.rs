@@ -65,6 +65,7 @@ fn expected(access_token: Option<&str>) -> Expected<'_> {
         access_token,
         now: NOW,
         max_age_secs: 60,
+        nonces: None,
     }
 }
 

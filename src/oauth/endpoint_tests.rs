@@ -44,6 +44,7 @@ struct Fixture {
     metrics: Metrics,
     passwords: PasswordChecker,
     proofs: crate::oauth::replay::ReplayCache,
+    nonces: crate::oauth::dpop_nonce::Nonces,
     replay: ReplayCache,
     config: Config,
 }
@@ -62,6 +63,7 @@ impl Fixture {
             metrics: Metrics::new().unwrap(),
             passwords: PasswordChecker::new(1).unwrap(),
             proofs: crate::oauth::replay::ReplayCache::new(100),
+            nonces: crate::oauth::dpop_nonce::Nonces::new(&[3; 32]),
             replay: ReplayCache::default(),
             config: parse_str(&config_text("\"a\", \"b\""), Path::new("/nowhere")).unwrap(),
         }
@@ -74,6 +76,7 @@ impl Fixture {
             metrics: &self.metrics,
             passwords: &self.passwords,
             proofs: &self.proofs,
+            nonces: &self.nonces,
             replay: &self.replay,
         }
     }

@@ -2,6 +2,8 @@
 //! per protocol error, each mapping to exactly one status and JSON body.
 
 use crate::reply::Reply;
+use crate::store::StoreError;
+use crate::tokens::service::ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
@@ -24,6 +26,9 @@ pub enum OAuthError {
     /// RFC 9449 section 5: a DPoP proof missing, malformed, or not for this request.
     #[error("invalid_dpop_proof: {0}")]
     InvalidDpopProof(String),
+    /// RFC 9449 section 8: the proof lacks a current server nonce; this one is to be used.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     /// The body is larger than the endpoint accepts: 413.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -70,6 +75,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            OAuthError::UseDpopNonce(_) => "use_dpop_nonce",
             OAuthError::TooManyRequests { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable { .. }
             | OAuthError::ClientTokenLimit { .. }
@@ -103,6 +109,7 @@ impl OAuthError {
             | OAuthError::InvalidTarget(d)
             | OAuthError::InvalidDpopProof(d) => Some(d.clone()),
             OAuthError::InvalidClient => Some("client authentication failed".into()),
+            OAuthError::UseDpopNonce(_) => Some("the DPoP proof must carry the nonce in DPoP-Nonce".into()),
             OAuthError::UnsupportedGrantType => {
                 Some("grant_type must be client_credentials, password or refresh_token".into())
             }
@@ -136,6 +143,7 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => reply.with_header("WWW-Authenticate", "Basic realm=\"tokengate\""),
             OAuthError::MethodNotAllowed(m) => reply.with_header("Allow", *m),
+            OAuthError::UseDpopNonce(nonce) => reply.with_header("DPoP-Nonce", nonce.clone()),
             OAuthError::TooManyRequests { retry_after_secs }
             | OAuthError::TemporarilyUnavailable { retry_after_secs }
             | OAuthError::ClientTokenLimit { retry_after_secs }
@@ -144,6 +152,33 @@ impl OAuthError {
                 reply.with_header("Retry-After", retry_after_secs.to_string())
             }
             _ => reply,
+        }
+    }
+}
+
+/// `Retry-After` of an answer refused because the store cannot be reached.
+pub const STORE_RETRY_AFTER_SECS: u64 = 2;
+
+/// Maps engine failures onto protocol errors (store and signing failures are logged here).
+pub fn service_error(e: ServiceError) -> OAuthError {
+    match e {
+        ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
+        ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
+        ServiceError::InvalidTarget(m) => OAuthError::InvalidTarget(m.into()),
+        ServiceError::WrongDpopKey(m) => OAuthError::InvalidDpopProof(m.into()),
+        ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
+        ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
+        ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
+        ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs: 1 },
+        ServiceError::Store(StoreError::Unavailable(why)) => {
+            log::warn!("a request that must write was refused: {why}");
+            OAuthError::StoreUnavailable {
+                retry_after_secs: STORE_RETRY_AFTER_SECS,
+            }
+        }
+        ServiceError::Store(_) | ServiceError::Sign(_) => {
+            log::error!("token request failed: {e}");
+            OAuthError::ServerError
         }
     }
 }
@@ -175,6 +210,7 @@ mod tests {
             OAuthError::InvalidScope("x".into()),
             OAuthError::InvalidTarget("x".into()),
             OAuthError::InvalidDpopProof("x".into()),
+            OAuthError::UseDpopNonce("x".into()),
         ] {
             let r = e.reply();
             assert_eq!(r.status, 400);

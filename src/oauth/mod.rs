@@ -7,6 +7,7 @@ pub mod deps;
 pub(crate) mod documents;
 pub mod dpop;
 pub mod dpop_grant;
+pub mod dpop_nonce;
 pub(crate) mod endpoints;
 pub mod errors;
 pub mod form;

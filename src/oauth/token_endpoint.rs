@@ -10,6 +10,7 @@ use super::client_auth;
 use super::deps::OAuthDeps;
 use super::dpop_grant;
 use super::errors::OAuthError;
+pub use super::errors::{service_error, STORE_RETRY_AFTER_SECS};
 use super::form::{self, Form};
 use super::lockout::Subject;
 use crate::config::model::Client;
@@ -20,7 +21,6 @@ use crate::domain::grant_type::GrantType;
 use crate::domain::key::{ScopeSet, TokenKey};
 use crate::metrics::{Bound, Metrics};
 use crate::reply::Reply;
-use crate::store::StoreError;
 use crate::tokens::request::LiveLimits;
 use crate::tokens::service::{IssueParams, Issued, RevokeCause, ServiceError};
 
@@ -268,33 +268,6 @@ pub fn success(issued: &Issued) -> Reply {
     match serde_json::to_vec(&body) {
         Ok(json) => Reply::json_no_store(200, json),
         Err(_) => OAuthError::ServerError.reply(),
-    }
-}
-
-/// `Retry-After` of an answer refused because the store cannot be reached.
-pub const STORE_RETRY_AFTER_SECS: u64 = 2;
-
-/// Maps engine failures onto protocol errors (store and signing failures are logged here).
-pub fn service_error(e: ServiceError) -> OAuthError {
-    match e {
-        ServiceError::InvalidGrant(m) => OAuthError::InvalidGrant(m.into()),
-        ServiceError::InvalidScope(m) => OAuthError::InvalidScope(m.into()),
-        ServiceError::InvalidTarget(m) => OAuthError::InvalidTarget(m.into()),
-        ServiceError::WrongDpopKey(m) => OAuthError::InvalidDpopProof(m.into()),
-        ServiceError::NotOwner => OAuthError::UnauthorizedClient(e.to_string()),
-        ServiceError::RefreshReuse => OAuthError::InvalidGrant(e.to_string()),
-        ServiceError::Full => OAuthError::TemporarilyUnavailable { retry_after_secs: 1 },
-        ServiceError::ClientFull => OAuthError::ClientTokenLimit { retry_after_secs: 1 },
-        ServiceError::Store(StoreError::Unavailable(why)) => {
-            log::warn!("a request that must write was refused: {why}");
-            OAuthError::StoreUnavailable {
-                retry_after_secs: STORE_RETRY_AFTER_SECS,
-            }
-        }
-        ServiceError::Store(_) | ServiceError::Sign(_) => {
-            log::error!("token request failed: {e}");
-            OAuthError::ServerError
-        }
     }
 }
 

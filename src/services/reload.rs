@@ -90,6 +90,8 @@ pub struct ConfigFile {
     /// Whether the last reload was refused: the next good one says the file is good again, so
     /// the log does not end on an error that no longer holds.
     last_refused: bool,
+    /// The HTTPS listener's certificate: a config naming other files switches it to them.
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl ConfigFile {
@@ -100,6 +102,7 @@ impl ConfigFile {
             path,
             in_force,
             last_refused: false,
+            certificates: None,
         }
     }
 
@@ -157,14 +160,18 @@ impl ConfigFile {
                 key: "oauth.jwt_signing_key".into(),
                 message: e.to_string(),
             })?;
-        // So do other certificate files (the listener speaks HTTPS already).
-        state
-            .switch_certificates(config.start.process.tls.as_ref())
-            .map_err(|e| ConfigError::Invalid {
-                key: "server.tls_cert".into(),
-                message: e.to_string(),
-            })?;
-        let restart = state.replace_config(config);
+        // So do other certificate files, when the listener speaks HTTPS.
+        let switchable = match (&self.certificates, &config.start.process.tls) {
+            (Some(certificates), Some(files)) => {
+                certificates.switch(files).map_err(|e| ConfigError::Invalid {
+                    key: "server.tls_cert".into(),
+                    message: e.to_string(),
+                })?;
+                true
+            }
+            _ => false,
+        };
+        let restart = state.replace_config_with(config, switchable);
         self.in_force = Some(fingerprint);
         Ok(Outcome::Applied { restart })
     }
@@ -285,6 +292,8 @@ impl ConfigReloader {
     /// Also reads the listener's certificate and key files again at every reload (SIGHUP after
     /// a renewal), so new connections get a renewed certificate.
     pub fn with_certificates(mut self, certificates: Option<Arc<Certificates>>) -> ConfigReloader {
+        // A config naming other files switches to them too (`ConfigFile::load_and_swap`).
+        self.file.lock().unwrap_or_else(PoisonError::into_inner).certificates = certificates.clone();
         self.certificates = certificates;
         self
     }

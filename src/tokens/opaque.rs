@@ -104,6 +104,14 @@ impl OpaqueCodec {
         mac.finalize().into_bytes().into()
     }
 
+    /// A key of its own for another use of the server key, by `label` (an HMAC of the label):
+    /// the same on every node sharing the server key, and telling nothing of it.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A new random id and its token text.
     pub fn mint(&self, kind: OpaqueKind) -> (TokenId, String) {
         let mut id = [0u8; 32];

@@ -36,9 +36,11 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
+    // Each call's proofs have ids of their own: a proof's id is accepted once per key.
+    let run: u64 = rand::random();
     let mut out = BufWriter::new(std::io::stdout().lock());
     for n in 0..count.parse::<u64>().expect("COUNT") {
-        let mut claims = json!({"jti": format!("{iat}-{n}"), "htm": method, "htu": url, "iat": iat});
+        let mut claims = json!({"jti": format!("{run:x}-{n}"), "htm": method, "htu": url, "iat": iat});
         if let Some(ath) = &ath {
             claims["ath"] = ath.clone().into();
         }

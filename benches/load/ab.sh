@@ -15,32 +15,11 @@ NEW=$2
 DUR=${3:-5}
 ROUNDS=${4:-5}
 CONNS=${CONNS:-32}
-command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || {
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk nginx-light curl >/dev/null
-}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source benches/load/common.sh
+install_load_tools
 UP=18281
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
-  uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
-}
-NGINX
-"$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
-SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
+ports_free $UP 18290 18291
+start_nginx_upstream $UP
 start() { # name binary port
   mkdir -p "$work/$1"
   cat > "$work/$1/gateway.toml" <<TOML
@@ -66,10 +45,7 @@ upstream = "127.0.0.1:$UP"
 auth = false
 TOML
   RUST_LOG=warn "$2" --conf "$work/$1/gateway.toml" 2>"$work/$1/log" & pids+=($!)
-  for _ in $(seq 1 300); do
-    curl -s -o /dev/null "http://127.0.0.1:$3/.well-known/oauth-authorization-server" && return
-    sleep 0.1
-  done
+  wait_ready "$3" && return
   echo "ab.sh: $1 did not start: $(cat "$work/$1/log")" >&2; exit 1
 }
 start old "$OLD" 18290
@@ -93,11 +69,6 @@ for r in $(seq 1 "$ROUNDS"); do
     printf 'round %s %-11s %10s req/s  non-2xx %s\n' "$r" "$scenario" "$rps" "${bad:-0}"
   done
 done
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-paired() {
-  awk -F'|' -v a="$1" -v b="$2" '$2 == a {x[$1]=$3} $2 == b {y[$1]=$3} END {for (r in x) print x[r] / y[r]}' "$results" |
-    sort -n | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "median %.2f, %.2f-%.2f", m, v[1], v[NR]}'
-}
 echo
 for s in old-public new-public old-bearer new-bearer; do
   printf '%-11s %10s req/s (median)\n' "$s" "$(awk -F'|' -v n="$s" '$2 == n {print $3}' "$results" | median)"

@@ -17,48 +17,17 @@ THREADS=${THREADS:-1}
 PROXY_RATE=${PROXY_RATE:-45000}
 TOKEN_RATE=${TOKEN_RATE:-12000}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+source benches/load/common.sh
+install_load_tools
 scripts/deps.sh
 cargo build --release --locked --bin tokengate --example dpop_proofs 2>&1 | tail -1
 PROOFS_BIN=./target/release/examples/dpop_proofs
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 UP=18181
 GW=18190
-for port in $UP $GW; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "dpop.sh: port $port is already in use; stop what listens there first" >&2
-    exit 1
-  fi
-done
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
-  uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
-}
-NGINX
-"$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
+ports_free $UP $GW
+start_nginx_upstream $UP
 
-SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
 client() { printf '[[clients]]\nid = "%s"\nsecret_sha256 = "%s"\ntoken_type = "jwt"\ngrant_types = ["client_credentials"]\nscopes = ["orders:read"]\n' "$1" "$SECRET_SHA"; }
 mkdir -p "$work/gw"
 {
@@ -85,10 +54,7 @@ TOML
 } > "$work/gw/gateway.toml"
 RUST_LOG=warn ./target/release/tokengate --conf "$work/gw/gateway.toml" 2>"$work/gw/log" & pids+=($!)
 GW_PID=$!
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "http://127.0.0.1:$GW/.well-known/oauth-authorization-server" && break
-  sleep 0.1
-done
+wait_ready $GW || { echo "dpop.sh: the gateway did not start: $(cat "$work/gw/log")" >&2; exit 1; }
 
 BASE="http://127.0.0.1:$GW"
 KEY="$work/client-key.pem"
@@ -129,17 +95,10 @@ for r in $(seq 1 "$ROUNDS"); do
   unset BASIC PROOFS
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rps() { awk -F'|' -v n="$1" '$2 == n {print $3}' "$results" | median; }
-paired() { # a b: the ratio a/b within each round, "median, min-max"
-  awk -F'|' -v a="$1" -v b="$2" '$2 == a {x[$1]=$3} $2 == b {y[$1]=$3}
-    END {for (r in x) print x[r] / y[r]}' "$results" | sort -n |
-    awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2;
-      printf "per round: median %.2f, %.2f-%.2f", m, v[1], v[NR]}'
-}
 echo
 echo "commit $(git rev-parse --short HEAD), $(date -u +%F), ${DUR}s x $ROUNDS rounds, $CONNS connections, $THREADS gateway thread(s)"
 for s in bearer dpop issue-bearer issue-dpop; do printf '%-14s %10s req/s (median)\n' "$s" "$(rps $s)"; done
-echo "DPoP-bound / bearer route       $(paired dpop bearer)"
-echo "DPoP issuance / bearer issuance $(paired issue-dpop issue-bearer)"
+echo "DPoP-bound / bearer route       per round: $(paired dpop bearer)"
+echo "DPoP issuance / bearer issuance per round: $(paired issue-dpop issue-bearer)"
 grep -v "|0$" "$results" | sed 's/^/non-2xx answers: /' || true

@@ -4,8 +4,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
-use super::engine_tests::{allow_all, engine, params, sqlite, valid};
 use super::service::{IssueParams, Outcome, ServiceError};
+use super::test_engine::{allow_all, engine, params, sqlite, valid};
 use crate::domain::audience::AudienceSet;
 use crate::domain::format::TokenFormat;
 use crate::domain::grant_type::GrantType;

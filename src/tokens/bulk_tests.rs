@@ -9,13 +9,11 @@ use super::*;
 use crate::domain::grant_type::{GrantSet, GrantType};
 use crate::domain::key::ScopeSet;
 use crate::domain::policy::RenewPolicy;
-use crate::store::sqlite::SqliteStore;
 use crate::store::TokenStore;
-use crate::tokens::index::TokenIndex;
-use crate::tokens::jwt::{JwtAlgorithm, JwtSigner};
-use crate::tokens::opaque::{OpaqueCodec, OpaqueKind};
+use crate::tokens::opaque::OpaqueKind;
 use crate::tokens::request::LiveLimits;
 use crate::tokens::service::IssueParams;
+use crate::tokens::test_engine::{engine, sqlite, valid};
 
 fn params<'a>(client_id: &'a str, subject: &'a str, format: TokenFormat, refresh: bool) -> IssueParams<'a> {
     let grant = if subject.is_empty() {
@@ -42,27 +40,6 @@ fn params<'a>(client_id: &'a str, subject: &'a str, format: TokenFormat, refresh
         issuer: "http://gw",
         limits: LiveLimits::default(),
     }
-}
-
-fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService> {
-    let signer = JwtSigner::load_or_generate(&dir.join("k.pem"), JwtAlgorithm::EdDSA).unwrap();
-    Arc::new(TokenService::new(
-        Arc::new(TokenIndex::new()),
-        store,
-        OpaqueCodec::new(&[1u8; 32]),
-        signer,
-    ))
-}
-
-fn sqlite(dir: &std::path::Path) -> Arc<dyn TokenStore> {
-    Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap())
-}
-
-/// Whether the engine's index lets `token` through now.
-fn valid(e: &TokenService, token: &str) -> bool {
-    e.access_id(token)
-        .and_then(|id| e.index().access(&id))
-        .is_some_and(|r| r.is_valid_at(now_ms()))
 }
 
 fn allow_all(_: &TokenKey) -> Result<(), ServiceError> {

@@ -11,57 +11,14 @@ use super::index::TokenIndex;
 use super::jwt::{JwtAlgorithm, JwtSigner};
 use super::lifecycle::Revoked;
 use super::opaque::OpaqueCodec;
-use super::record::now_ms;
 use super::request::LiveLimits;
 use super::service::{IssueParams, Outcome, ServiceError, TokenService};
-use crate::domain::audience::AudienceSet;
+use super::test_engine::{allow_all, engine, params, sqlite, valid};
 use crate::domain::format::TokenFormat;
-use crate::domain::grant_type::{GrantSet, GrantType};
+
 use crate::domain::key::{ScopeSet, TokenKey};
-use crate::domain::policy::{Mode, RenewPolicy};
-use crate::store::sqlite::SqliteStore;
+use crate::domain::policy::Mode;
 use crate::store::{Ack, Snapshot, StoreError, StoreOp, TokenStore};
-
-pub(super) fn params(format: TokenFormat, enable: bool) -> IssueParams<'static> {
-    IssueParams {
-        client_id: "app",
-        format,
-        grant: GrantType::ClientCredentials,
-        subject: "",
-        scope: ScopeSet::parse("a b").unwrap(),
-        audience: AudienceSet::one("https://api.example").unwrap(),
-        jkt: None,
-        policy: RenewPolicy {
-            enable,
-            allowed_grant_types: GrantSet::of(&[GrantType::ClientCredentials]),
-            max_active_tokens: 0,
-        },
-        access_ttl_secs: 3600,
-        refresh_ttl_secs: None,
-        issuer: "http://gw",
-        limits: LiveLimits::default(),
-    }
-}
-
-pub(super) fn engine(dir: &std::path::Path, store: Arc<dyn TokenStore>) -> Arc<TokenService> {
-    let signer = JwtSigner::load_or_generate(&dir.join("k.pem"), JwtAlgorithm::EdDSA).unwrap();
-    Arc::new(TokenService::new(
-        Arc::new(TokenIndex::new()),
-        store,
-        OpaqueCodec::new(&[1u8; 32]),
-        signer,
-    ))
-}
-
-pub(super) fn sqlite(dir: &std::path::Path) -> Arc<dyn TokenStore> {
-    Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap())
-}
-
-pub(super) fn valid(e: &TokenService, token: &str) -> bool {
-    e.access_id(token)
-        .and_then(|id| e.index().access(&id))
-        .is_some_and(|r| r.is_valid_at(now_ms()))
-}
 
 async fn burst(e: &Arc<TokenService>, format: TokenFormat, enable: bool, n: usize) -> Vec<String> {
     let tasks: Vec<_> = (0..n)
@@ -390,9 +347,6 @@ async fn rsa_signatures_are_bounded_and_give_their_permits_back() {
 }
 
 /// A configuration that still allows every refresh.
-pub(super) fn allow_all(_: &TokenKey) -> Result<(), ServiceError> {
-    Ok(())
-}
 
 #[tokio::test]
 async fn a_refresh_the_config_no_longer_allows_spends_nothing() {

@@ -25,6 +25,8 @@ mod sync;
 mod audience_tests;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+pub(crate) mod test_engine;
 
 /// Where these lived before the domain layer took them (kept for existing users).
 pub use crate::domain::{format, key};

@@ -26,6 +26,7 @@ mod audience_tests;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+#[path = "engine_fixture_tests.rs"]
 pub(crate) mod test_engine;
 
 /// Where these lived before the domain layer took them (kept for existing users).

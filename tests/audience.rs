@@ -6,7 +6,6 @@
 mod common;
 
 use common::{at, Gateway, Setup, SECRET_SHA256};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -38,19 +37,10 @@ fn token_ok(gw: &Gateway, client: &str, resources: &[&str]) -> String {
     at(&r.json::<Value>().unwrap()).to_string()
 }
 
-fn jwks(gw: &Gateway) -> JwkSet {
-    gw.http
-        .get(format!("{}/oauth2/jwks", gw.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 /// The claims of `token` when `jsonwebtoken` accepts it for `audience`.
 fn verify_for(gw: &Gateway, token: &str, audience: &str) -> Result<Value, jsonwebtoken::errors::Error> {
     let kid = decode_header(token).unwrap().kid.unwrap();
-    let set = jwks(gw);
+    let set = gw.jwks();
     let mut v = Validation::new(Algorithm::RS256);
     v.set_issuer(&[gw.base.as_str()]);
     v.set_audience(&[audience]);
@@ -61,7 +51,7 @@ fn verify_for(gw: &Gateway, token: &str, audience: &str) -> Result<Value, jsonwe
 /// What PyJWT says of `token` when asked to accept it for `audience`: "ok" or the error's name.
 fn pyjwt_verdict(gw: &Gateway, token: &str, audience: &str) -> String {
     let kid = decode_header(token).unwrap().kid.unwrap();
-    let jwk = serde_json::to_string(jwks(gw).find(&kid).unwrap()).unwrap();
+    let jwk = serde_json::to_string(gw.jwks().find(&kid).unwrap()).unwrap();
     let script = r#"
 import json, sys, jwt
 token, jwk, audience, issuer = sys.argv[1:5]

@@ -6,23 +6,13 @@
 mod common;
 
 use common::{at, Gateway, Setup};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-
-fn jwks(gw: &Gateway) -> JwkSet {
-    gw.http
-        .get(format!("{}/oauth2/jwks", gw.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
 
 /// Verifies `token` against the gateway's JWKS, by its `kid`; returns that `kid`.
 fn verify(gw: &Gateway, token: &str, alg: Algorithm) -> String {
     let kid = decode_header(token).unwrap().kid.unwrap();
-    let set = jwks(gw);
+    let set = gw.jwks();
     let jwk = set.find(&kid).unwrap_or_else(|| panic!("kid {kid} is not published"));
     let mut v = Validation::new(alg);
     v.set_issuer(&[gw.base.as_str()]);
@@ -36,7 +26,7 @@ fn a_rotated_key_stays_published_and_its_tokens_keep_working() {
     let gw = Gateway::start(Setup::default());
     let old_token = gw.cc("jwt-app");
     let old_kid = verify(&gw, at(&old_token), Algorithm::RS256);
-    assert_eq!(jwks(&gw).keys.len(), 1);
+    assert_eq!(gw.jwks().keys.len(), 1);
     let port = gw.port;
     let dir = gw.kill9();
 
@@ -54,7 +44,7 @@ fn a_rotated_key_stays_published_and_its_tokens_keep_working() {
     common::write(&dir.path().join("gateway.toml"), &common::config_text(port, &setup));
     let gw = Gateway::start_in(dir, port);
 
-    let set = jwks(&gw);
+    let set = gw.jwks();
     assert_eq!(set.keys.len(), 2, "the new key and the previous one");
     // Another client: a second JWT for jwt-app would revoke the first (single mode).
     let new_token = gw.cc("other-app");
@@ -105,7 +95,7 @@ fn a_key_rotated_by_a_reload_applies_without_a_restart() {
     };
     common::write(&gw.conf_path(), &common::config_text(gw.port, &broken));
     gw.eventually(5, "the refused reload logged", || gw.log().contains("broken.pem"));
-    assert_eq!(jwks(&gw).keys.len(), 1);
+    assert_eq!(gw.jwks().keys.len(), 1);
     assert_eq!(verify(&gw, at(&gw.cc("other-app")), Algorithm::RS256), old_kid);
 
     // The rotation: a new ES256 key generated at the new path, the old one listed.
@@ -117,11 +107,11 @@ fn a_key_rotated_by_a_reload_applies_without_a_restart() {
         ..Setup::default()
     };
     common::write(&gw.conf_path(), &common::config_text(gw.port, &rotated));
-    gw.eventually(5, "the JWKS publishing both keys", || jwks(&gw).keys.len() == 2);
+    gw.eventually(5, "the JWKS publishing both keys", || gw.jwks().keys.len() == 2);
     let new_token = gw.cc("other-app");
     let new_kid = verify(&gw, at(&new_token), Algorithm::ES256);
     assert_ne!(new_kid, old_kid);
-    assert_eq!(jwks(&gw).keys[0].common.key_id.as_deref(), Some(new_kid.as_str()));
+    assert_eq!(gw.jwks().keys[0].common.key_id.as_deref(), Some(new_kid.as_str()));
     assert_eq!(verify(&gw, at(&old_token), Algorithm::RS256), old_kid);
     assert_eq!(gw.api(&old_token), 200, "a token from before the rotation still passes");
     assert_eq!(gw.api(&new_token), 200);

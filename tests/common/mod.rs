@@ -316,6 +316,12 @@ impl Gateway {
         self.call("/api/x", at(token))
     }
 
+    /// GET the JWKS the gateway publishes.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let r = self.http.get(format!("{}/oauth2/jwks", self.base)).send();
+        r.expect("jwks").json().expect("JWK set")
+    }
+
     /// GET the RFC 8414 metadata document.
     pub fn metadata(&self) -> Value {
         self.http

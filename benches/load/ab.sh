@@ -22,28 +22,18 @@ ports_free $UP 18290 18291
 start_nginx_upstream $UP
 start() { # name binary port
   mkdir -p "$work/$1"
-  cat > "$work/$1/gateway.toml" <<TOML
+  {
+    cat <<TOML
 [server]
 listen = "127.0.0.1:$3"
 threads = 1
 data_dir = "data"
 [oauth]
 issuer = "http://127.0.0.1:$3"
-[[clients]]
-id = "opaque-bearer"
-secret_sha256 = "$SECRET_SHA"
-token_type = "opaque"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
-[[routes]]
-path_prefix = "/api"
-upstream = "127.0.0.1:$UP"
-scopes = ["orders:read"]
-[[routes]]
-path_prefix = "/public"
-upstream = "127.0.0.1:$UP"
-auth = false
 TOML
+    client_toml opaque-bearer opaque
+    routes_toml $UP
+  } > "$work/$1/gateway.toml"
   RUST_LOG=warn "$2" --conf "$work/$1/gateway.toml" 2>"$work/$1/log" & pids+=($!)
   wait_ready "$3" && return
   echo "ab.sh: $1 did not start: $(cat "$work/$1/log")" >&2; exit 1

@@ -1,17 +1,23 @@
-# Shared by the load harnesses that source it (dpop.sh, ab.sh): tools, a work folder cleaned up
-# at exit, the nginx upstream, and medians. Needs `set -euo pipefail` in the caller.
+# Shared by the load harnesses that source it: tools, a work folder cleaned up at exit, free
+# ports, the nginx upstream, the common pieces of a gateway's config, and medians. Needs
+# `set -euo pipefail` in the caller.
 
-# Installs wrk, nginx and curl when missing (Debian/Ubuntu).
-install_load_tools() {
-  local need=()
-  command -v wrk >/dev/null || need+=(wrk)
-  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-  command -v curl >/dev/null || need+=(curl)
+# Installs the tools named that are missing, in one apt-get run (Debian/Ubuntu): each argument a
+# command, or COMMAND=PACKAGE where its package has another name. A command found in /usr/sbin
+# counts too (nginx and haproxy go there, outside a user's PATH).
+install_tools() {
+  local need=() tool
+  for tool in "$@"; do
+    command -v "${tool%%=*}" >/dev/null || [ -x "/usr/sbin/${tool%%=*}" ] || need+=("${tool#*=}")
+  done
   if ((${#need[@]})); then
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 }
+
+# Installs wrk, nginx and curl when missing: the tools of a harness with the nginx upstream.
+install_load_tools() { install_tools wrk nginx=nginx-light curl; }
 
 # A temporary folder in $work, and $pids: the processes stopped (and the folder removed) at exit.
 work=$(mktemp -d)
@@ -29,8 +35,24 @@ ports_free() {
   done
 }
 
-# nginx answering `200 ok` on 127.0.0.1:$1, the upstream of the harness's routes.
+# A port that nothing listens on now (the system's pick), for a harness without fixed ports.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# nginx answering `200 ok` on 127.0.0.1:$1, the upstream of the harness's routes, and on each
+# further port given: PORT the same way, PORT:CERT:KEY over HTTPS with that certificate and key
+# (PEM files).
 start_nginx_upstream() {
+  local ok='location / { return 200 "ok\n"; }' servers="" port cert key
+  for port in "$@"; do
+    if [[ $port == *:* ]]; then
+      IFS=: read -r port cert key <<<"$port"
+      servers+="  server { listen 127.0.0.1:$port ssl; ssl_certificate $cert; ssl_certificate_key $key; $ok }"$'\n'
+    else
+      servers+="  server { listen 127.0.0.1:$port; $ok }"$'\n'
+    fi
+  done
   cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -42,8 +64,7 @@ http {
   keepalive_requests 10000000;
   client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
   uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
-  server { listen 127.0.0.1:$1; location / { return 200 "ok\n"; } }
-}
+${servers}}
 NGINX
   "$(command -v nginx || echo /usr/sbin/nginx)" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 }
@@ -67,3 +88,24 @@ paired() {
 }
 
 SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
+
+# Pieces of a gateway's config, on stdout. A client with id $1 and token type $2 (jwt or opaque),
+# secret "demo-secret", given client_credentials for scope orders:read:
+client_toml() {
+  printf '[[clients]]\nid = "%s"\nsecret_sha256 = "%s"\ntoken_type = "%s"\ngrant_types = ["client_credentials"]\nscopes = ["orders:read"]\n' \
+    "$1" "$SECRET_SHA" "$2"
+}
+# The harnesses' two routes to the upstream on 127.0.0.1:$1: /api, for a bearer token of scope
+# orders:read, and /public, with no auth.
+routes_toml() {
+  cat <<TOML
+[[routes]]
+path_prefix = "/api"
+upstream = "127.0.0.1:$1"
+scopes = ["orders:read"]
+[[routes]]
+path_prefix = "/public"
+upstream = "127.0.0.1:$1"
+auth = false
+TOML
+}

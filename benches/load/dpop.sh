@@ -28,7 +28,6 @@ GW=18190
 ports_free $UP $GW
 start_nginx_upstream $UP
 
-client() { printf '[[clients]]\nid = "%s"\nsecret_sha256 = "%s"\ntoken_type = "jwt"\ngrant_types = ["client_credentials"]\nscopes = ["orders:read"]\n' "$1" "$SECRET_SHA"; }
 mkdir -p "$work/gw"
 {
   cat <<TOML
@@ -50,7 +49,7 @@ path_prefix = "/api"
 upstream = "127.0.0.1:$UP"
 scopes = ["orders:read"]
 TOML
-  client jwt-app; client dpop-app; client jwt-bearer; client dpop-bearer
+  for id in jwt-app dpop-app jwt-bearer dpop-bearer; do client_toml $id jwt; done
 } > "$work/gw/gateway.toml"
 RUST_LOG=warn ./target/release/tokengate --conf "$work/gw/gateway.toml" 2>"$work/gw/log" & pids+=($!)
 GW_PID=$!

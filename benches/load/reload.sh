@@ -11,25 +11,13 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 REWRITES=${REWRITES:-10}
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y wrk; else sudo apt-get install -y wrk; fi
-fi
+source benches/load/common.sh
+install_tools wrk curl python3
 cargo build --release --locked
 bin=$PWD/target/release/tokengate
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 gw_port=$(free_port)
 up_port=$(free_port)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 "$bin" demo-upstream --listen "127.0.0.1:$up_port" 2>/dev/null &
 pids+=($!)
@@ -67,10 +55,7 @@ cp "$work/single.toml" "$work/gateway.toml"
 RUST_LOG=tokengate=info,warn "$bin" --conf "$work/gateway.toml" 2>"$work/gateway.log" &
 pids+=($!)
 base="http://127.0.0.1:$gw_port"
-for _ in $(seq 300); do
-  curl -fs "$base/.well-known/oauth-authorization-server" >/dev/null && break
-  sleep 0.1
-done
+wait_ready "$gw_port" || { echo "the gateway did not start; its log:" >&2; cat "$work/gateway.log" >&2; exit 1; }
 token=$(curl -fs -u bench-app:bench-secret -d grant_type=client_credentials -d scope=orders:read \
   "$base/oauth2/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "no token; gateway log:" >&2; cat "$work/gateway.log" >&2; exit 1; }

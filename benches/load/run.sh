@@ -19,17 +19,8 @@ ROUNDS=${2:-5}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v curl >/dev/null || need+=(curl)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v openssl >/dev/null || need+=(openssl)
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+source benches/load/common.sh
+install_tools wrk nginx=nginx-light curl haproxy openssl
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 scripts/deps.sh
 if [ -n "${GATEWAY:-}" ]; then
@@ -39,40 +30,10 @@ else
   GATEWAY=./target/release/tokengate
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
 UP=18081
 UP2=18083     # the same nginx on a second port: the two-server route
 UPTLS=18084   # and over HTTPS, with a certificate from a CA made here
-for port in 18081 18082 18083 18084 18090 18091 18092 18093 18094 18095; do
-  # A leftover server on a port would be measured instead of the one started here.
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "run.sh: port $port is already in use; stop what listens there first" >&2
-    exit 1
-  fi
-done
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
-  uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
-  server { listen 127.0.0.1:$UP; listen 127.0.0.1:$UP2; location / { return 200 "ok\n"; } }
-  server {
-    listen 127.0.0.1:$UPTLS ssl;
-    ssl_certificate $work/upstream.pem; ssl_certificate_key $work/upstream.key;
-    location / { return 200 "ok\n"; }
-  }
-}
-NGINX
+ports_free 18081 18082 18083 18084 18090 18091 18092 18093 18094 18095
 # The HTTPS upstream's certificate, for 127.0.0.1, from a CA the gateway is told to trust.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench-ca \
   -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
@@ -81,15 +42,15 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=12
 printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/upstream.ext"
 openssl x509 -req -in "$work/upstream.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
   -extfile "$work/upstream.ext" -out "$work/upstream.pem" 2>/dev/null
+start_nginx_upstream $UP $UP2 "$UPTLS:$work/upstream.pem:$work/upstream.key"
 declare -A PID   # port -> process, for the CPU each request costs it
-"$NGINX" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 ./target/release/examples/passthrough 127.0.0.1:18082 127.0.0.1:$UP "$THREADS" 2>"$work/passthrough.log" & pids+=($!)
 PID[18082]=$!
 
-SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"
 gateway() { # name port algorithm enable
   local dir="$work/$1"; mkdir -p "$dir"
-  cat > "$dir/gateway.toml" <<TOML
+  {
+    cat <<TOML
 [server]
 listen = "127.0.0.1:$2"
 threads = $THREADS
@@ -105,38 +66,13 @@ max_live_tokens_per_client = 0
 enable = $4
 [oauth.opaque.renew_token_without_revoking_existing]
 enable = $4
-[[clients]]
-id = "jwt-app"
-secret_sha256 = "$SECRET_SHA"
-token_type = "jwt"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
-[[clients]]
-id = "opaque-app"
-secret_sha256 = "$SECRET_SHA"
-token_type = "opaque"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
-[[clients]]
-id = "jwt-bearer"
-secret_sha256 = "$SECRET_SHA"
-token_type = "jwt"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
-[[clients]]
-id = "opaque-bearer"
-secret_sha256 = "$SECRET_SHA"
-token_type = "opaque"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
-[[routes]]
-path_prefix = "/api"
-upstream = "127.0.0.1:$UP"
-scopes = ["orders:read"]
-[[routes]]
-path_prefix = "/public"
-upstream = "127.0.0.1:$UP"
-auth = false
+TOML
+    client_toml jwt-app jwt
+    client_toml opaque-app opaque
+    client_toml jwt-bearer jwt
+    client_toml opaque-bearer opaque
+    routes_toml $UP
+    cat <<TOML
 [[routes]]
 path_prefix = "/two"
 upstreams = ["127.0.0.1:$UP", "127.0.0.1:$UP2"]
@@ -148,6 +84,7 @@ upstream_tls = true
 upstream_ca = "$work/ca.pem"
 auth = false
 TOML
+  } > "$dir/gateway.toml"
   RUST_LOG=warn "$GATEWAY" --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
   PID[$2]=$!
 }
@@ -157,10 +94,7 @@ gateway es256 18092 ES256 true
 gateway eddsa 18093 EdDSA true
 
 for port in 18081 18082 18090 18091 18092 18093; do
-  for _ in $(seq 1 300); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/.well-known/oauth-authorization-server" && break
-    sleep 0.1
-  done
+  wait_ready $port || { echo "run.sh: nothing answers on port $port" >&2; exit 1; }
 done
 token() { curl -s -u "$2:demo-secret" -d grant_type=client_credentials "http://127.0.0.1:$1/oauth2/token" |
   sed 's/.*"access_token":"\([^"]*\)".*/\1/'; }
@@ -260,7 +194,6 @@ done
 echo
 echo "tokengate load figures: wrk -t1 -c$CONNS, ${DUR}s runs, $ROUNDS alternating rounds, $THREADS worker thread(s), nginx upstream, gateway $GATEWAY"
 printf '%-34s %12s %10s %8s %12s\n' scenario "req/s (med)" "p99 ms" non-2xx "CPU us/req"
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A RPS CPU P99
 for i in "${!scenarios[@]}"; do
   IFS='|' read -r name _ <<<"${scenarios[$i]}"
@@ -275,7 +208,8 @@ for i in "${!scenarios[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # The same ratio taken within each round (the two scenarios ran minutes apart at most, so a
-# drift of the machine between rounds cancels out): "median, min-max" over the rounds.
+# drift of the machine between rounds cancels out): "median, min-max" over the rounds. It takes
+# the place of common.sh's paired, as these results carry the scenario first and the round last.
 paired() {
   awk -F'|' -v a="$1" -v b="$2" '$1 == a {x[$6] = $2} $1 == b {y[$6] = $2}
     END {for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$results" |

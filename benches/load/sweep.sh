@@ -16,23 +16,18 @@ TTL=${TTL:-10}
 SWEEP=${SWEEP:-5}
 CONNS=${CONNS:-32}
 
-command -v wrk >/dev/null || {
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get install -y -qq wrk >/dev/null
-}
+source benches/load/common.sh
+install_tools wrk curl python3
 scripts/deps.sh
 if [ -z "${GATEWAY:-}" ]; then
   cargo build --release --locked --bin tokengate 2>&1 | tail -1
   GATEWAY=$PWD/target/release/tokengate
 fi
 bin=$GATEWAY
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+port=$(free_port)
 
-cat > "$work/gateway.toml" <<TOML
+{
+  cat <<TOML
 [server]
 listen = "127.0.0.1:$port"
 threads = 1
@@ -45,19 +40,11 @@ access_token_ttl_secs = $TTL
 max_live_tokens_per_client = 0
 [oauth.opaque.renew_token_without_revoking_existing]
 enable = true
-[[clients]]
-id = "opaque-app"
-secret_sha256 = "cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf"
-token_type = "opaque"
-grant_types = ["client_credentials"]
-scopes = ["orders:read"]
 TOML
-RUST_LOG=info "$bin" --conf "$work/gateway.toml" 2>"$work/log" &
-pid=$!
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/.well-known/oauth-authorization-server" && break
-  sleep 0.1
-done
+  client_toml opaque-app opaque
+} > "$work/gateway.toml"
+RUST_LOG=info "$bin" --conf "$work/gateway.toml" 2>"$work/log" & pids+=($!)
+wait_ready "$port" || { echo "sweep.sh: the gateway did not start: $(cat "$work/log")" >&2; exit 1; }
 
 files() { # the store's files, in MB
   for f in tokens.db tokens.db-wal; do

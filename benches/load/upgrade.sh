@@ -18,29 +18,17 @@ DURATION=${DURATION:-30}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y wrk; else sudo apt-get install -y wrk; fi
-fi
+source benches/load/common.sh
+install_tools wrk curl openssl python3
 bin=${BIN:-}
 if [ -z "$bin" ]; then
   cargo build --release --locked
   bin=${CARGO_TARGET_DIR:-$PWD/target}/release/tokengate
 fi
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 gw_port=$(free_port)
 ops_port=$(free_port)
 up_port=$(free_port)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # Polls `$2...` (a command) every 0.1 s for up to $1 seconds; fails the run when it never holds.
 wait_for() {

@@ -93,20 +93,20 @@ pub fn set_upstream_headers(
     } else {
         peer_text.clone()
     };
-    req.insert_header("X-Forwarded-For", header_value(chain)?)?;
+    req.insert_parsed_header(&X_FORWARDED_FOR, "X-Forwarded-For", header_value(chain)?)?;
     let real_ip = if client == peer {
         peer_text
     } else {
         Bytes::from(client.to_string())
     };
-    req.insert_header("X-Real-IP", header_value(real_ip)?)?;
+    req.insert_parsed_header(&X_REAL_IP, "X-Real-IP", header_value(real_ip)?)?;
     if !from_trusted {
         for h in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &FORWARDED] {
             remove(req, h);
         }
     }
     if https && !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_header("X-Forwarded-Proto", "https")?;
+        req.insert_parsed_header(&X_FORWARDED_PROTO, "X-Forwarded-Proto", HeaderValue::from_static("https"))?;
     }
     Ok(())
 }

@@ -6,17 +6,20 @@
 //! stacks) read both spellings as one variable (`HTTP_X_SUBJECT`), so `X_Subject: admin` would
 //! reach them beside, or in place of, the gateway's `X-Subject`.
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::tokens::record::AccessRecord;
 
-/// Removed by parsed name (no parse per request); inserted by `&'static str`, which pingora
-/// keeps as the on-the-wire case without copying (a `HeaderName` would be title-cased into a new
-/// buffer first).
+/// Parsed once: removed by these names, and inserted under them with their wire spelling beside
+/// (pingora's `insert_header` would parse a name per request, into a new allocation).
 static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 static X_SUBJECT: HeaderName = HeaderName::from_static("x-subject");
 static X_SCOPE: HeaderName = HeaderName::from_static("x-scope");
+
+/// How many headers the gateway may add to a request going upstream: the identity (3) and the
+/// forwarding headers (3). Room for them is made at once ([`reserve_room`]).
+const ADDED_AT_MOST: usize = 6;
 
 /// Headers the gateway writes for the upstream (here and in [`super::forwarded`]).
 const MANAGED: [&str; 7] = [
@@ -66,16 +69,28 @@ pub fn set_headers(req: &mut RequestHeader, identity: Option<&AccessRecord>) -> 
         }
         return Ok(());
     };
-    // `insert_header` replaces every value a client sent under the same name, so only a header
-    // that is not set needs removing (each edit hashes into two header maps).
-    req.insert_header("X-Client-Id", &*rec.key.client_id)?;
+    // An insert replaces every value a client sent under the same name, so only a header that
+    // is not set needs removing (each edit hashes into two header maps).
+    insert(req, &X_CLIENT_ID, "X-Client-Id", &rec.key.client_id)?;
     if rec.key.subject.is_empty() {
         remove(req, &X_SUBJECT);
     } else {
-        req.insert_header("X-Subject", &*rec.key.subject)?;
+        insert(req, &X_SUBJECT, "X-Subject", &rec.key.subject)?;
     }
-    req.insert_header("X-Scope", rec.key.scope.as_str())?;
-    Ok(())
+    insert(req, &X_SCOPE, "X-Scope", rec.key.scope.as_str())
+}
+
+/// Makes room in the request's header maps for every header the gateway may add, so that they
+/// grow once, not at each insert that crosses a threshold.
+pub fn reserve_room(req: &mut RequestHeader) -> pingora::Result<()> {
+    req.try_reserve_headers(ADDED_AT_MOST)
+}
+
+/// Sets `name` (spelled `wire` upstream) to `value`, replacing what a client sent.
+pub(super) fn insert(req: &mut RequestHeader, name: &HeaderName, wire: &'static str, value: &str) -> pingora::Result<()> {
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid identity header value"))?;
+    req.insert_parsed_header(name, wire, value)
 }
 
 /// Removes every `name` header. When there is none (the usual case for headers a client must not

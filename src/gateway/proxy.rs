@@ -315,6 +315,7 @@ impl ProxyHttp for Gateway {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
         limits::normalize_content_length(upstream_request)?;
+        identity::reserve_room(upstream_request)?;
         identity::drop_underscored_lookalikes(upstream_request);
         identity::set_headers(upstream_request, ctx.identity.as_deref())?;
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());

@@ -106,7 +106,11 @@ pub fn set_upstream_headers(
         }
     }
     if https && !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_parsed_header(&X_FORWARDED_PROTO, "X-Forwarded-Proto", HeaderValue::from_static("https"))?;
+        req.insert_parsed_header(
+            &X_FORWARDED_PROTO,
+            "X-Forwarded-Proto",
+            HeaderValue::from_static("https"),
+        )?;
     }
     Ok(())
 }

@@ -87,12 +87,7 @@ pub fn reserve_room(req: &mut RequestHeader) -> pingora::Result<()> {
 }
 
 /// Sets `name` (spelled `wire` upstream) to `value`, replacing what a client sent.
-fn insert(
-    req: &mut RequestHeader,
-    name: &HeaderName,
-    wire: &'static str,
-    value: &str,
-) -> pingora::Result<()> {
+fn insert(req: &mut RequestHeader, name: &HeaderName, wire: &'static str, value: &str) -> pingora::Result<()> {
     let value = HeaderValue::from_str(value)
         .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid identity header value"))?;
     req.insert_parsed_header(name, wire, value)

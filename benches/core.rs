@@ -246,31 +246,26 @@ fn issuance_benches(c: &mut Criterion) {
 /// `ath` and the replay cache. Each proof is checked once (a fresh cache for each pass over
 /// the proofs made beforehand).
 fn dpop_benches(c: &mut Criterion) {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
-    use sha2::{Digest, Sha256};
     use tokengate::oauth::dpop::{self, Expected};
+    use tokengate::oauth::dpop_client::{ProofClaims, ProofKey};
     use tokengate::oauth::replay::ReplayCache;
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("client.pem");
-    let signer = JwtSigner::load_or_generate(&path, JwtAlgorithm::ES256).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(&path).unwrap()).unwrap();
-    let mut jwk = signer.jwk().clone();
-    for m in ["kid", "alg", "use"] {
-        jwk.as_object_mut().unwrap().remove(m);
-    }
+    let key = ProofKey::generate(JwtAlgorithm::ES256).unwrap();
     let url = "http://gw.example/api/x";
     let token = "tga_the-access-token";
-    let ath = B64.encode(Sha256::digest(token.as_bytes()));
     let now = now_ms() / 1000;
-    let header = B64.encode(serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string());
     let proofs: Vec<String> = (0..20_000)
         .map(|n| {
-            let claims = serde_json::json!({"jti": n.to_string(), "htm": "GET", "htu": url, "iat": now, "ath": ath});
-            let input = format!("{header}.{}", B64.encode(claims.to_string()));
-            let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
-            format!("{input}.{sig}")
+            let jti = n.to_string();
+            let claims = ProofClaims {
+                method: "GET",
+                url,
+                iat: now,
+                jti: &jti,
+                access_token: Some(token),
+                nonce: None,
+            };
+            key.proof(&claims).unwrap()
         })
         .collect();
     let urls = [url.to_string()];

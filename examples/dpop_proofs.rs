@@ -10,13 +10,8 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokengate::domain::format::JwtAlgorithm;
-use tokengate::tokens::jwt::JwtSigner;
+use tokengate::oauth::dpop_client::{ProofClaims, ProofKey};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,14 +19,7 @@ fn main() {
         eprintln!("usage: dpop_proofs KEY.pem METHOD URL COUNT [ACCESS_TOKEN]");
         std::process::exit(2);
     };
-    let signer = JwtSigner::load_or_generate(Path::new(key), JwtAlgorithm::ES256).expect("key");
-    let encoding = EncodingKey::from_ec_pem(&std::fs::read(key).expect("key file")).expect("ES256 key");
-    let mut jwk = signer.jwk().clone();
-    for m in ["kid", "alg", "use"] {
-        jwk.as_object_mut().expect("object").remove(m);
-    }
-    let header = B64.encode(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string());
-    let ath = rest.first().map(|t| B64.encode(Sha256::digest(t.as_bytes())));
+    let key = ProofKey::load_or_generate(Path::new(key), JwtAlgorithm::ES256).expect("ES256 key");
     let iat = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -40,12 +28,15 @@ fn main() {
     let run: u64 = rand::random();
     let mut out = BufWriter::new(std::io::stdout().lock());
     for n in 0..count.parse::<u64>().expect("COUNT") {
-        let mut claims = json!({"jti": format!("{run:x}-{n}"), "htm": method, "htu": url, "iat": iat});
-        if let Some(ath) = &ath {
-            claims["ath"] = ath.clone().into();
-        }
-        let input = format!("{header}.{}", B64.encode(claims.to_string()));
-        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &encoding, Algorithm::ES256).expect("signature");
-        writeln!(out, "{input}.{sig}").expect("write");
+        let jti = format!("{run:x}-{n}");
+        let claims = ProofClaims {
+            method,
+            url,
+            iat,
+            jti: &jti,
+            access_token: rest.first().map(String::as_str),
+            nonce: None,
+        };
+        writeln!(out, "{}", key.proof(&claims).expect("signature")).expect("write");
     }
 }

@@ -7,47 +7,27 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use common::{at, Gateway, Setup, SECRET, SECRET_SHA256};
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokengate::domain::format::JwtAlgorithm;
-use tokengate::tokens::jwt::JwtSigner;
+use tokengate::oauth::dpop_client::{ProofClaims, ProofKey};
 
-/// A client's DPoP key, signing proofs by hand.
+/// A client's DPoP key ([`ProofKey`]), with the test's own RFC 7638 thumbprint to check the
+/// gateway's against.
 struct Prover {
-    encoding: EncodingKey,
-    alg: Algorithm,
+    key: ProofKey,
     jwk: Value,
 }
 
 impl Prover {
     fn new(alg: JwtAlgorithm) -> Prover {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.pem");
-        let signer = JwtSigner::load_or_generate(&path, alg).unwrap();
-        let pem = std::fs::read(&path).unwrap();
-        let (encoding, alg) = match alg {
-            JwtAlgorithm::ES256 => (EncodingKey::from_ec_pem(&pem).unwrap(), Algorithm::ES256),
-            JwtAlgorithm::EdDSA => (EncodingKey::from_ed_pem(&pem).unwrap(), Algorithm::EdDSA),
-            JwtAlgorithm::RS256 => (EncodingKey::from_rsa_pem(&pem).unwrap(), Algorithm::RS256),
-        };
-        let mut jwk = signer.jwk().clone();
-        for m in ["kid", "alg", "use"] {
-            jwk.as_object_mut().unwrap().remove(m);
-        }
-        Prover { encoding, alg, jwk }
+        let key = ProofKey::generate(alg).unwrap();
+        let jwk = key.public_jwk().clone();
+        Prover { key, jwk }
     }
 
     fn sign(&self, claims: Value) -> String {
-        let alg = match self.alg {
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-            _ => "RS256",
-        };
-        let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": self.jwk});
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
-        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, self.alg).unwrap();
-        format!("{input}.{sig}")
+        self.key.sign(&self.key.header(), &claims).unwrap()
     }
 
     /// A fresh proof for `method` on `url`, naming `token` when given.
@@ -57,19 +37,20 @@ impl Prover {
 
     /// The same, carrying a server nonce when given.
     fn proof_with(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
-        let mut claims = json!({
-            "jti": uuid_like(),
-            "htm": method,
-            "htu": url,
-            "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
-        });
-        if let Some(t) = token {
-            claims["ath"] = B64.encode(Sha256::digest(t.as_bytes())).into();
-        }
-        if let Some(n) = nonce {
-            claims["nonce"] = n.into();
-        }
-        self.sign(claims)
+        let jti = uuid_like();
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = ProofClaims {
+            method,
+            url,
+            iat,
+            jti: &jti,
+            access_token: token,
+            nonce,
+        };
+        self.key.proof(&claims).unwrap()
     }
 
     /// The RFC 7638 thumbprint of the key, as `jkt`.
@@ -232,9 +213,7 @@ fn hostile_proofs_at_the_token_endpoint_are_invalid_dpop_proof() {
     let with_private = {
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private});
         let claims = json!({"jti": "p1", "htm": "POST", "htu": url, "iat": now});
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
-        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, key.alg).unwrap();
-        format!("{input}.{sig}")
+        key.key.sign(&header, &claims).unwrap()
     };
     let cases = [
         ("replayed", replayed),

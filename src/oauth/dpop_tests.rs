@@ -3,54 +3,26 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::domain::format::JwtAlgorithm;
-use crate::tokens::jwt::JwtSigner;
+use crate::oauth::dpop_client::ProofKey;
 
 const URL: &str = "https://gw.example/api/x";
 const NOW: u64 = 1_700_000_000;
 
-/// A client key: what signs, and the public JWK it puts in its proofs.
-struct ClientKey {
-    encoding: EncodingKey,
-    alg: Algorithm,
-    jwk: Value,
+fn client_key(alg: JwtAlgorithm) -> ProofKey {
+    ProofKey::generate(alg).unwrap()
 }
 
-fn client_key(alg: JwtAlgorithm) -> ClientKey {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.pem");
-    let signer = JwtSigner::load_or_generate(&path, alg).unwrap();
-    let pem = std::fs::read(&path).unwrap();
-    let (encoding, alg) = match alg {
-        JwtAlgorithm::ES256 => (EncodingKey::from_ec_pem(&pem).unwrap(), Algorithm::ES256),
-        JwtAlgorithm::EdDSA => (EncodingKey::from_ed_pem(&pem).unwrap(), Algorithm::EdDSA),
-        JwtAlgorithm::RS256 => (EncodingKey::from_rsa_pem(&pem).unwrap(), Algorithm::RS256),
-    };
-    let mut jwk = signer.jwk().clone();
-    for m in ["kid", "alg", "use"] {
-        jwk.as_object_mut().unwrap().remove(m);
-    }
-    ClientKey { encoding, alg, jwk }
+fn sign(key: &ProofKey, header: &Value, claims: &Value) -> String {
+    key.sign(header, claims).unwrap()
 }
 
-fn sign(key: &ClientKey, header: &Value, claims: &Value) -> String {
-    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, key.alg).unwrap();
-    format!("{input}.{sig}")
-}
-
-fn header(key: &ClientKey) -> Value {
-    let alg = match key.alg {
-        Algorithm::ES256 => "ES256",
-        Algorithm::EdDSA => "EdDSA",
-        _ => "RS256",
-    };
-    json!({"typ": "dpop+jwt", "alg": alg, "jwk": key.jwk})
+fn header(key: &ProofKey) -> Value {
+    key.header()
 }
 
 fn claims(jti: &str) -> Value {
@@ -91,7 +63,7 @@ fn proofs_of_each_algorithm_verify_and_name_their_key() {
         let key = client_key(alg);
         let proof = sign(&key, &header(&key), &claims("j1"));
         let jkt = check(&proof).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
-        assert_eq!(jkt, thumbprint(key.jwk.as_object().unwrap()).unwrap());
+        assert_eq!(jkt, thumbprint(key.public_jwk().as_object().unwrap()).unwrap());
     }
 }
 
@@ -144,11 +116,14 @@ fn hostile_proofs_are_refused() {
                 h.as_object_mut().unwrap().remove("jwk");
             }),
         ),
-        ("another key in jwk", with(&|h, _| h["jwk"] = other.jwk.clone())),
+        (
+            "another key in jwk",
+            with(&|h, _| h["jwk"] = other.public_jwk().clone()),
+        ),
         ("a private key in jwk", with(&|h, _| h["jwk"]["d"] = "c2VjcmV0".into())),
         ("alg HS256", with(&|h, _| h["alg"] = "HS256".into())),
         ("alg none", {
-            let h = json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk});
+            let h = json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.public_jwk()});
             format!(
                 "{}.{}.",
                 B64.encode(h.to_string()),

@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod deps;
 pub(crate) mod documents;
 pub mod dpop;
+pub mod dpop_client;
 pub mod dpop_grant;
 pub mod dpop_nonce;
 pub(crate) mod endpoints;

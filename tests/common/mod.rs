@@ -48,12 +48,24 @@ pub fn from(ip: &str) -> Client {
 }
 
 /// A port that was free a moment ago.
+///
+/// Never one this test process was handed before: two picks in a row may otherwise return the
+/// same port (the kernel can hand out a port just released), and a gateway given it for two
+/// listeners (the proxy's and the metrics') does not come up: pingora retries the second bind
+/// for 30 s.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// What a test may vary in the generated config.

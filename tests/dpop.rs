@@ -16,14 +16,13 @@ use tokengate::oauth::dpop_client::{ProofClaims, ProofKey};
 /// gateway's against.
 struct Prover {
     key: ProofKey,
-    jwk: Value,
 }
 
 impl Prover {
     fn new(alg: JwtAlgorithm) -> Prover {
-        let key = ProofKey::generate(alg).unwrap();
-        let jwk = key.public_jwk().clone();
-        Prover { key, jwk }
+        Prover {
+            key: ProofKey::generate(alg).unwrap(),
+        }
     }
 
     fn sign(&self, claims: Value) -> String {
@@ -55,13 +54,15 @@ impl Prover {
 
     /// The RFC 7638 thumbprint of the key, as `jkt`.
     fn jkt(&self) -> String {
-        let members: &[&str] = match self.jwk["kty"].as_str().unwrap() {
+        let members: &[&str] = match self.key.public_jwk()["kty"].as_str().unwrap() {
             "EC" => &["crv", "kty", "x", "y"],
             "RSA" => &["e", "kty", "n"],
             _ => &["crv", "kty", "x"],
         };
-        let canonical: serde_json::Map<String, Value> =
-            members.iter().map(|m| (m.to_string(), self.jwk[*m].clone())).collect();
+        let canonical: serde_json::Map<String, Value> = members
+            .iter()
+            .map(|m| (m.to_string(), self.key.public_jwk()[*m].clone()))
+            .collect();
         B64.encode(Sha256::digest(Value::Object(canonical).to_string().as_bytes()))
     }
 }
@@ -203,11 +204,11 @@ fn hostile_proofs_at_the_token_endpoint_are_invalid_dpop_proof() {
         token(&gw, "jwt-app", &[("grant_type", "client_credentials")], Some(&replayed)).0,
         200
     );
-    let mut private = key.jwk.clone();
+    let mut private = key.key.public_jwk().clone();
     private["d"] = "c2VjcmV0".into();
     let none = format!(
         "{}.{}.",
-        B64.encode(json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk}).to_string()),
+        B64.encode(json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.key.public_jwk()}).to_string()),
         B64.encode(json!({"jti": "n1", "htm": "POST", "htu": url, "iat": now}).to_string())
     );
     let with_private = {

@@ -18,8 +18,8 @@
 # the SQLite gateway, to tell what cluster mode adds to a bearer check from what the check costs
 # on any gateway. These run first, PATH_ROUNDS rounds, the order of the scenarios turning by
 # one each round, so that none always comes first or last. Beside each rate the harness reports the
-# gateway's CPU time per request (user + system, from /proc), which the other processes on the
-# machine disturb less than a rate.
+# gateway's CPU time per request (user + system, from /proc): a second view of the same cost,
+# though on a shared machine it moves with the hour too.
 #
 # Propagation: a token is issued at A and used once at B (so B holds it), then revoked at A; the
 # delay is from A's 200 to the first 401 at B (polled on a kept-alive connection), over
@@ -35,8 +35,7 @@ PATH_ROUNDS=${PATH_ROUNDS:-$((2 * ROUNDS))}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
 source benches/load/common.sh
 install_load_tools
-command -v psql >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql-client python3 >/dev/null; }
+install_tools psql=postgresql-client python3
 if [ -z "${GATEWAY:-}" ]; then
   scripts/deps.sh
   cargo build --release --locked --bin tokengate 2>&1 | tail -1
@@ -160,18 +159,12 @@ for i in "${!scenarios[@]}"; do
   printf '%-38s %12.0f %10.3f %8s %12.2f\n' "$name" "${RPS[$i]}" "$(column_median "$i" 4)" "$errs" "${CPU[$i]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-cpu_paired() { # how much more CPU scenario $1 takes per request than $2, within rounds
-  awk -F'|' -v a="$1" -v b="$2" '$2 == a {x[$1] = $6} $2 == b {y[$1] = $6}
-    END {for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$results" |
-    sort -n | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-      printf "median %.3f, %.3f-%.3f", m, v[1], v[NR]}'
-}
 echo
 echo "PostgreSQL / SQLite durable issuance            $(ratio "${RPS[1]}" "${RPS[0]}")   (target >= 0.50); per round: $(paired 1 0)"
 echo "bearer / public route on a cluster node:"
 echo "  the same request                              $(ratio "${RPS[3]}" "${RPS[5]}")   (target >= 0.97); per round: $(paired 3 5)"
 echo "  a bare public request                         $(ratio "${RPS[3]}" "${RPS[2]}")   per round: $(paired 3 2)"
-echo "  gateway CPU per request, bearer / public:     same request $(cpu_paired 3 5); bare $(cpu_paired 3 2)"
+echo "  gateway CPU per request, bearer / public:     same request $(paired 3 5 6 3); bare $(paired 3 2 6 3)"
 echo "bearer route, cluster node / one node           $(ratio "${RPS[3]}" "${RPS[4]}")   (what cluster mode adds to a bearer check); per round: $(paired 3 4)"
 echo
 python3 benches/load/propagation.py 18191 18192 "$REVOCATIONS"

@@ -69,9 +69,9 @@ NGINX
   "$(command -v nginx || echo /usr/sbin/nginx)" -c "$work/nginx.conf" -p "$work" & pids+=($!)
 }
 
-# Waits until a gateway answers on 127.0.0.1:$1.
+# Waits until a gateway answers on 127.0.0.1:$1, for up to $2 tenths of a second (default 300).
 wait_ready() {
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 "${2:-300}"); do
     curl -s -o /dev/null "http://127.0.0.1:$1/.well-known/oauth-authorization-server" && return 0
     sleep 0.1
   done
@@ -81,10 +81,10 @@ wait_ready() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The ratio of scenario $1 to scenario $2 within each round of $results ("round|name|rps|..."):
-# "median, min-max".
+# "median, min-max". $3 picks another column than the rate (default 3), $4 the decimals (2).
 paired() {
-  awk -F'|' -v a="$1" -v b="$2" '$2 == a {x[$1]=$3} $2 == b {y[$1]=$3} END {for (r in x) print x[r] / y[r]}' "$results" |
-    sort -n | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "median %.2f, %.2f-%.2f", m, v[1], v[NR]}'
+  awk -F'|' -v a="$1" -v b="$2" -v c="${3:-3}" '$2 == a {x[$1]=$c} $2 == b {y[$1]=$c} END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$results" |
+    sort -n | awk -v d="${4:-2}" '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; f = "median %." d "f, %." d "f-%." d "f"; printf f, m, v[1], v[NR]}'
 }
 
 SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"

@@ -65,7 +65,7 @@ for binary in "$@"; do
   binary=$(realpath "$binary")
   (cd "$dir" && RUST_LOG=warn exec valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$binary" --conf gateway.toml 2>log) &
   GW_PID=$!; pids+=("$GW_PID")
-  for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/.well-known/oauth-authorization-server" && break; sleep 0.2; done
+  wait_ready "$PORT" 1200 || { echo "instructions.sh: the gateway did not start under valgrind" >&2; exit 1; }
   TOKEN=$(curl -s -u opaque-bearer:demo-secret -d grant_type=client_credentials "http://127.0.0.1:$PORT/oauth2/token" |
     sed 's/.*"access_token":"\([^"]*\)".*/\1/')
   for r in $(seq 1 "$ROUNDS"); do

@@ -1,12 +1,11 @@
 //! Read, parse and validate a config file into the internal model. Never panics: every problem is
 //! a [`ConfigError`] whose message names the key (or line) at fault.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::file::{ClientEntry, FileConfig, RouteEntry, UserEntry};
-use super::model::{Client, Config, User};
+use super::model::{Client, Config, NameMap, User};
 use super::routes::{Route, RouteTable};
 use super::sections;
 use super::start::StartConfig;
@@ -62,8 +61,8 @@ fn build(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-fn clients(entries: Vec<ClientEntry>, base: &Path) -> Result<HashMap<String, Arc<Client>>, ConfigError> {
-    let mut clients = HashMap::new();
+fn clients(entries: Vec<ClientEntry>, base: &Path) -> Result<NameMap<Arc<Client>>, ConfigError> {
+    let mut clients = NameMap::default();
     for (i, c) in entries.into_iter().enumerate() {
         let client = client(i, c, base)?;
         if clients.contains_key(&client.id) {
@@ -77,8 +76,8 @@ fn clients(entries: Vec<ClientEntry>, base: &Path) -> Result<HashMap<String, Arc
     Ok(clients)
 }
 
-fn users(entries: Vec<UserEntry>) -> Result<HashMap<String, User>, ConfigError> {
-    let mut users = HashMap::new();
+fn users(entries: Vec<UserEntry>) -> Result<NameMap<User>, ConfigError> {
+    let mut users = NameMap::default();
     for (i, u) in entries.into_iter().enumerate() {
         let key = format!("users[{i}]");
         if u.username.is_empty() || u.username.len() > 256 || u.username.chars().any(char::is_control) {

@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::metrics::Validation;
 use crate::oauth::dpop::Accepted;
 use crate::reply::Reply;
-use crate::tokens::record::AccessRecord;
+use crate::tokens::opaque::{OpaqueCodec, OpaqueKind};
+use crate::tokens::record::{AccessRecord, TokenId};
 use crate::tokens::service::TokenService;
 
 /// Longest bearer token accepted.
@@ -149,14 +150,15 @@ fn is_b64token_char(b: u8) -> bool {
 }
 
 /// RFC 6750 section 2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-/// A JWT is hundreds of bytes, checked on every proxied request: the check runs 32 bytes at a
-/// time without a branch per byte.
+/// A JWT is hundreds of bytes, checked on every proxied request: the check has no branch per byte
+/// and no early exit, so it compiles to vector code.
 fn is_b64token(t: &[u8]) -> bool {
     let body_end = t.iter().rposition(|&b| b != b'=').map_or(0, |p| p + 1);
     body_end > 0
         && t[..body_end]
-            .chunks(32)
-            .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & is_b64token_char(b)))
+            .iter()
+            .fold(0u8, |refused, &b| refused | u8::from(!is_b64token_char(b)))
+            == 0
 }
 
 /// The algorithms a DPoP challenge names.
@@ -171,16 +173,24 @@ pub enum Scheme {
 }
 
 /// The scheme and token of an `Authorization: Bearer <token>` or `Authorization: DPoP <token>`
-/// header.
+/// header. Its characters are not checked yet: [`token_id`] does that, and for a genuine opaque
+/// token decoding has done it already.
 pub fn credentials(header: Option<&[u8]>) -> Result<(Scheme, &str), BearerError> {
     match header {
         Some(h) if h.len() > 5 && h[..5].eq_ignore_ascii_case(b"dpop ") => token_of(&h[5..]).map(|t| (Scheme::Dpop, t)),
-        _ => extract(header).map(|t| (Scheme::Bearer, t)),
+        _ => bearer_token_of(header).map(|t| (Scheme::Bearer, t)),
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
+/// The token of an `Authorization: Bearer <token>` header, one `b64token`.
 pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
+    let token = bearer_token_of(header)?;
+    check_b64token(token)?;
+    Ok(token)
+}
+
+/// The token after `Bearer `, its characters not checked yet.
+fn bearer_token_of(header: Option<&[u8]>) -> Result<&str, BearerError> {
     let h = header.ok_or(BearerError::Missing)?;
     if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
         let bearer = h.len() >= 6 && h[..6].eq_ignore_ascii_case(b"bearer");
@@ -195,7 +205,11 @@ pub fn extract(header: Option<&[u8]>) -> Result<&str, BearerError> {
     token_of(&h[7..])
 }
 
-/// The token after the scheme: one `b64token`, within the size limit.
+/// Why a token's characters are refused.
+const NOT_B64TOKEN: BearerError = BearerError::Malformed("one bearer token of b64token characters expected");
+
+/// The token after the scheme, within the size limit; its characters are checked apart
+/// ([`check_b64token`]). Text that is not UTF-8 is no `b64token` either.
 fn token_of(after_scheme: &[u8]) -> Result<&str, BearerError> {
     let token = after_scheme.trim_ascii();
     if token.is_empty() {
@@ -204,13 +218,29 @@ fn token_of(after_scheme: &[u8]) -> Result<&str, BearerError> {
     if token.len() > MAX_BEARER_BYTES {
         return Err(BearerError::Malformed("bearer token too long"));
     }
-    if !is_b64token(token) {
-        return Err(BearerError::Malformed(
-            "one bearer token of b64token characters expected",
-        ));
+    std::str::from_utf8(token).map_err(|_| NOT_B64TOKEN)
+}
+
+/// `Err` (400) unless `token` is one `b64token`.
+fn check_b64token(token: &str) -> Result<(), BearerError> {
+    if is_b64token(token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(NOT_B64TOKEN)
     }
-    // Checked ASCII just above.
-    std::str::from_utf8(token).map_err(|_| BearerError::Malformed("bearer token must be ASCII"))
+}
+
+/// The index id of a presented token. A genuine opaque token needs no character check of its
+/// own: decoding it accepted base64url characters only, all of them `b64token` ones. Anything
+/// else is checked before it is hashed or looked up, so a malformed token is a 400 either way.
+fn token_id(tokens: &TokenService, token: &str) -> Result<TokenId, BearerError> {
+    if OpaqueCodec::has_prefix(OpaqueKind::Access, token) {
+        return tokens
+            .access_id(token)
+            .ok_or_else(|| check_b64token(token).err().unwrap_or(BearerError::Invalid));
+    }
+    check_b64token(token)?;
+    tokens.access_id(token).ok_or(BearerError::Invalid)
 }
 
 /// Decides a request to an authenticated route. In a cluster, a stale index answers 503, and a
@@ -226,11 +256,11 @@ pub async fn authorize(
     check_proof: impl FnOnce(&AccessRecord, &str) -> Result<Accepted, BearerError>,
 ) -> Result<Arc<AccessRecord>, BearerError> {
     let (scheme, token) = credentials(header)?;
+    let id = token_id(tokens, token)?;
     let stale_after_ms = config.start.store.stale_after.as_millis() as u64;
     if !tokens.index_is_fresh(now_ms, stale_after_ms) {
         return Err(BearerError::Unavailable);
     }
-    let id = tokens.access_id(token).ok_or(BearerError::Invalid)?;
     let rec = match tokens.index().access(&id) {
         Some(rec) => rec,
         None => tokens
@@ -316,6 +346,39 @@ mod tests {
         }
         let long = [b"Bearer ".as_slice(), &vec![b'a'; MAX_BEARER_BYTES + 1]].concat();
         assert!(matches!(extract(Some(&long)), Err(BearerError::Malformed(_))));
+    }
+
+    #[test]
+    fn token_ids_come_from_genuine_tokens_and_malformed_ones_are_400() {
+        use crate::store::memory::MemoryStore;
+        use crate::tokens::index::TokenIndex;
+        use crate::tokens::jwt::{JwtAlgorithm, JwtSigner};
+        let codec = OpaqueCodec::new(&[1u8; 32]);
+        let signer = JwtSigner::generate(JwtAlgorithm::EdDSA).unwrap();
+        let tokens = TokenService::new(
+            Arc::new(TokenIndex::new()),
+            Arc::new(MemoryStore::default()),
+            codec.clone(),
+            signer,
+        );
+        let (id, genuine) = codec.mint(OpaqueKind::Access);
+        assert_eq!(token_id(&tokens, &genuine), Ok(id));
+        let forged = format!("tga_{}", "A".repeat(86));
+        assert_eq!(token_id(&tokens, &forged), Err(BearerError::Invalid));
+        // Not base64url, but b64token characters all: unknown, not malformed.
+        let plus = genuine.replacen('A', "+", 1).replacen('a', "+", 1);
+        assert_eq!(token_id(&tokens, &plus), Err(BearerError::Invalid));
+        for malformed in [
+            genuine.replacen('A', "\"", 1).replacen('a', "\"", 1),
+            format!("{genuine}=x"),
+            "tga_a,b".to_string(),
+            "a\"b.c.d".to_string(),
+            "abc,def".to_string(),
+        ] {
+            assert_eq!(token_id(&tokens, &malformed), Err(NOT_B64TOKEN), "{malformed}");
+        }
+        assert_eq!(token_id(&tokens, "a.b.c"), Ok(TokenId::of_jwt("a.b.c")));
+        assert_eq!(token_id(&tokens, "abc"), Err(BearerError::Invalid));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod issue;
 pub mod jwt;
 pub mod lifecycle;
 pub mod opaque;
+mod opaque_body;
 mod presign;
 pub mod record;
 pub mod request;

@@ -14,6 +14,7 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::opaque_body::{self, BODY_LEN};
 use super::record::TokenId;
 
 /// Which kind of opaque token a text is: the prefix keeps access and refresh tokens apart.
@@ -31,9 +32,6 @@ impl OpaqueKind {
         }
     }
 }
-
-/// Length of the text after the prefix: base64url of 64 bytes.
-const BODY_LEN: usize = 86;
 
 /// Mints and checks opaque tokens with the server key.
 #[derive(Clone)]
@@ -135,14 +133,7 @@ impl OpaqueCodec {
     /// The id of a genuine token text of `kind`; `None` for anything forged or malformed.
     pub fn parse(&self, kind: OpaqueKind, text: &str) -> Option<TokenId> {
         let body = text.strip_prefix(kind.prefix())?;
-        if body.len() != BODY_LEN {
-            return None;
-        }
-        let mut raw = [0u8; 66];
-        let n = B64.decode_slice(body, &mut raw).ok()?;
-        if n != 64 {
-            return None;
-        }
+        let raw = opaque_body::decode(body.as_bytes())?;
         let mut id = [0u8; 32];
         id.copy_from_slice(&raw[..32]);
         let id = TokenId(id);

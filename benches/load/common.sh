@@ -81,10 +81,15 @@ wait_ready() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The ratio of scenario $1 to scenario $2 within each round of $results ("round|name|rps|..."):
-# "median, min-max". $3 picks another column than the rate (default 3), $4 the decimals (2).
+# "median M, middle half Q1-Q3, all MIN-MAX" (quartiles by the nearest rank). $3 picks another
+# column than the rate (default 3), $4 the decimals (2).
 paired() {
   awk -F'|' -v a="$1" -v b="$2" -v c="${3:-3}" '$2 == a {x[$1]=$c} $2 == b {y[$1]=$c} END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$results" |
-    sort -n | awk -v d="${4:-2}" '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; f = "median %." d "f, %." d "f-%." d "f"; printf f, m, v[1], v[NR]}'
+    sort -n | awk -v d="${4:-2}" '{v[NR]=$1} END {
+      m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2
+      q1 = v[int((NR + 3) / 4)]; q3 = v[NR + 1 - int((NR + 3) / 4)]
+      f = "median %." d "f, middle half %." d "f-%." d "f, all %." d "f-%." d "f"
+      printf f, m, q1, q3, v[1], v[NR]}'
 }
 
 SECRET_SHA=cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf   # "demo-secret"

@@ -3,9 +3,10 @@
 //!
 //! The `base64` crate decodes any length in any configuration; for this one shape a table and
 //! groups of 8 characters into one 64-bit word do the same work in 30 % fewer instructions
-//! (callgrind, see docs/decisions.md). It accepts exactly what `base64`'s `URL_SAFE_NO_PAD` accepts for 86
-//! characters, canonical encodings only (the last character's unused bits zero), so a token has
-//! one spelling: the tests check every single-character change of a body against the crate.
+//! (callgrind, see docs/decisions.md). It accepts exactly what `base64`'s `URL_SAFE_NO_PAD`
+//! accepts for 86 characters, canonical encodings only (the last character's unused bits zero),
+//! so a token has one spelling: the tests check every single-character change of a body against
+//! the crate.
 
 /// Length of an opaque token's body: base64url of 64 bytes, without padding.
 pub const BODY_LEN: usize = 86;

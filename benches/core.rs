@@ -27,6 +27,7 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
 }
 use tokengate::config::parse_str;
 use tokengate::gateway::bearer;
+use tokengate::gateway::last_token::NoMemory;
 use tokengate::oauth::grant_type::GrantType;
 use tokengate::oauth::policy::{decide, ActiveToken, Mode};
 use tokengate::store::sqlite::SqliteStore;
@@ -161,6 +162,7 @@ fn bearer_benches(c: &mut Criterion) {
             &route,
             Some(header),
             now_ms(),
+            &NoMemory,
             |_, _| Err(bearer::BearerError::Invalid)
         ))
         .is_ok());
@@ -173,6 +175,7 @@ fn bearer_benches(c: &mut Criterion) {
                         &route,
                         Some(header),
                         now_ms(),
+                        &NoMemory,
                         |_, _| Err(bearer::BearerError::Invalid),
                     ))
                     .is_ok(),

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::last_token::IdMemory;
 use crate::config::routes::Route;
 use crate::config::Config;
 use crate::metrics::Validation;
@@ -246,17 +247,26 @@ fn token_id(tokens: &TokenService, token: &str) -> Result<TokenId, BearerError> 
 /// Decides a request to an authenticated route. In a cluster, a stale index answers 503, and a
 /// token this node has not seen is looked up ([`TokenService::look_up_access`]). A token
 /// presented with the DPoP scheme, and only such a one, has its proof checked by `check_proof`
-/// (a bound token presented as a bearer token is refused).
+/// (a bound token presented as a bearer token is refused). `memory` holds the id of the token the
+/// connection presented last, so that only a new token is decoded.
 pub async fn authorize(
     tokens: &TokenService,
     config: &Config,
     route: &Route,
     header: Option<&[u8]>,
     now_ms: u64,
+    memory: &impl IdMemory,
     check_proof: impl FnOnce(&AccessRecord, &str) -> Result<Accepted, BearerError>,
 ) -> Result<Arc<AccessRecord>, BearerError> {
     let (scheme, token) = credentials(header)?;
-    let id = token_id(tokens, token)?;
+    let id = match memory.recall(token) {
+        Some(id) => id,
+        None => {
+            let id = token_id(tokens, token)?;
+            memory.remember(token, id);
+            id
+        }
+    };
     let stale_after_ms = config.start.store.stale_after.as_millis() as u64;
     if !tokens.index_is_fresh(now_ms, stale_after_ms) {
         return Err(BearerError::Unavailable);

@@ -8,6 +8,7 @@ pub mod dpop;
 pub mod drain;
 pub(crate) mod forwarded;
 pub(crate) mod identity;
+pub mod last_token;
 pub(crate) mod limits;
 pub mod proxy;
 pub(crate) mod target;

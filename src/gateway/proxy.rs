@@ -18,6 +18,7 @@ use super::body::{has_body, read_body_before};
 use super::dpop;
 use super::forwarded::{self, TrustedProxies};
 use super::identity;
+use super::last_token::ConnectionMemory;
 use super::limits;
 use super::routes::Route;
 use super::target;
@@ -232,8 +233,9 @@ impl ProxyHttp for Gateway {
                 let proofs = (&self.state.dpop_proofs, &self.state.dpop_nonces);
                 dpop::check_bound(rec, token, &req, &live.config, proofs, now / 1000)
             };
-            let result =
-                bearer::authorize(&self.state.tokens, &live.config, route, authorization, now, check_proof).await;
+            let memory = ConnectionMemory::of(session.digest());
+            let (tokens, config) = (&self.state.tokens, &live.config);
+            let result = bearer::authorize(tokens, config, route, authorization, now, &memory, check_proof).await;
             let counted = result.as_ref().map_or_else(BearerError::validation, |_| Validation::Ok);
             self.state.metrics.validated(counted);
             match result {

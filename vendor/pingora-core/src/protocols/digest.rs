@@ -88,6 +88,9 @@ pub struct SocketDigest {
     pub local_addr: OnceCell<Option<SocketAddr>>,
     /// Original destination address
     pub original_dst: OnceCell<Option<SocketAddr>>,
+    /// tokengate patch: state an application keeps for the connection's life, reached by every
+    /// request on it through the session's digest; dropped with the connection.
+    pub app_state: std::sync::Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl SocketDigest {
@@ -98,6 +101,7 @@ impl SocketDigest {
             peer_addr: OnceCell::new(),
             local_addr: OnceCell::new(),
             original_dst: OnceCell::new(),
+            app_state: std::sync::Mutex::new(None),
         }
     }
 
@@ -108,6 +112,7 @@ impl SocketDigest {
             peer_addr: OnceCell::new(),
             local_addr: OnceCell::new(),
             original_dst: OnceCell::new(),
+            app_state: std::sync::Mutex::new(None),
         }
     }
 

@@ -1,0 +1,110 @@
+//! One keep-alive connection, several tokens: the gateway remembers the last token a connection
+//! presented (so that it is decoded once, not per request), and that memory must never let a
+//! revoked token through, mix up two tokens' identities, or accept a text that differs from the
+//! remembered one by a character.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{at, Gateway, Setup};
+use serde_json::Value;
+
+/// One request on the open connection `s`; returns the status and the body.
+fn get(s: &mut TcpStream, path: &str, token: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        if body.len() >= length {
+            let status = head[9..12].parse().unwrap();
+            return (status, body[..length].to_string());
+        }
+    }
+}
+
+fn client_id_seen(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).expect("the demo upstream's JSON");
+    v["x-client-id"].as_str().unwrap_or_default().to_string()
+}
+
+/// `token` with its character at `at` changed to another base64url character.
+fn one_char_changed(token: &str, pos: usize) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_connection_that_keeps_its_token_sees_it_revoked_at_once() {
+    let gw = Gateway::start(Setup::default());
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for client in ["opaque-app", "jwt-app"] {
+        let token = at(&gw.cc(client)).to_string();
+        for _ in 0..3 {
+            let (status, body) = get(&mut s, "/api/x", &token);
+            assert_eq!(status, 200, "{client}");
+            assert_eq!(client_id_seen(&body), client);
+        }
+        // A text one character off the remembered one is another token: refused, and the real
+        // one still passes after it.
+        for pos in [4, token.len() / 2, token.len() - 1] {
+            let forged = one_char_changed(&token, pos);
+            let (status, _) = get(&mut s, "/api/x", &forged);
+            assert!(
+                matches!(status, 400 | 401),
+                "{client}: a changed character at {pos} gave {status}"
+            );
+        }
+        assert_eq!(get(&mut s, "/api/x", &token).0, 200, "{client}");
+        assert_eq!(gw.revoke(client, &token), 200);
+        assert_eq!(
+            get(&mut s, "/api/x", &token).0,
+            401,
+            "{client}: revoked, on the same connection"
+        );
+    }
+}
+
+#[test]
+fn tokens_taking_turns_on_one_connection_keep_their_own_identities() {
+    let gw = Gateway::start(Setup::default());
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let opaque = at(&gw.cc("opaque-app")).to_string();
+    let jwt = at(&gw.cc("jwt-app")).to_string();
+    let narrow = at(&gw.cc_scope("opaque-app", "a")).to_string();
+    for _ in 0..3 {
+        for (token, client) in [(&opaque, "opaque-app"), (&jwt, "jwt-app"), (&opaque, "opaque-app")] {
+            let (status, body) = get(&mut s, "/api/x", token);
+            assert_eq!(status, 200);
+            assert_eq!(client_id_seen(&body), client);
+        }
+        // The same token on a route it lacks the scope for, right after it passed another.
+        assert_eq!(get(&mut s, "/scoped/x", &opaque).0, 200);
+        assert_eq!(get(&mut s, "/scoped/x", &narrow).0, 403);
+        assert_eq!(get(&mut s, "/api/x", &narrow).0, 200);
+        assert_eq!(get(&mut s, "/scoped/x", &narrow).0, 403);
+    }
+}

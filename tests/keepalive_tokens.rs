@@ -43,9 +43,16 @@ fn get(s: &mut TcpStream, path: &str, token: &str) -> (u16, String) {
     }
 }
 
-fn client_id_seen(body: &str) -> String {
+/// What the upstream was told: client id, subject and scope (empty when not sent).
+fn identity_seen(body: &str) -> [String; 3] {
     let v: Value = serde_json::from_str(body).expect("the demo upstream's JSON");
-    v["x-client-id"].as_str().unwrap_or_default().to_string()
+    assert_eq!(v["authorization_seen"], false);
+    ["x-client-id", "x-subject", "x-scope"].map(|h| v[h].as_str().unwrap_or_default().to_string())
+}
+
+fn client_id_seen(body: &str) -> String {
+    let [client, _, _] = identity_seen(body);
+    client
 }
 
 /// `token` with its character at `at` changed to another base64url character.
@@ -95,11 +102,30 @@ fn tokens_taking_turns_on_one_connection_keep_their_own_identities() {
     let opaque = at(&gw.cc("opaque-app")).to_string();
     let jwt = at(&gw.cc("jwt-app")).to_string();
     let narrow = at(&gw.cc_scope("opaque-app", "a")).to_string();
+    let alice = gw.token_ok(
+        "opaque-app",
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+            ("scope", "a b"),
+        ],
+    );
+    let alice = at(&alice).to_string();
     for _ in 0..3 {
         for (token, client) in [(&opaque, "opaque-app"), (&jwt, "jwt-app"), (&opaque, "opaque-app")] {
             let (status, body) = get(&mut s, "/api/x", token);
             assert_eq!(status, 200);
             assert_eq!(client_id_seen(&body), client);
+        }
+        // Two keys of one client (another scope, a resource owner) each with their own headers.
+        for (token, subject, scope) in [(&alice, "alice", "a b"), (&narrow, "", "a"), (&alice, "alice", "a b")] {
+            let (status, body) = get(&mut s, "/api/x", token);
+            assert_eq!(status, 200);
+            assert_eq!(
+                identity_seen(&body),
+                ["opaque-app".to_string(), subject.into(), scope.into()]
+            );
         }
         // The same token on a route it lacks the scope for, right after it passed another.
         assert_eq!(get(&mut s, "/scoped/x", &opaque).0, 200);

@@ -9,7 +9,7 @@
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::tokens::record::AccessRecord;
+use crate::domain::key::TokenKey;
 
 /// Parsed once: removed by these names, and inserted under them with their wire spelling beside
 /// (pingora's `insert_header` would parse a name per request, into a new allocation).
@@ -59,11 +59,41 @@ pub fn drop_underscored_lookalikes(req: &mut RequestHeader) {
     }
 }
 
-/// Sets the identity headers of a request about to go upstream: those of `identity` (the token
-/// that let it through), or none on a public route. `Authorization` never goes upstream.
-pub fn set_headers(req: &mut RequestHeader, identity: Option<&AccessRecord>) -> pingora::Result<()> {
+/// The identity header values of one token key, built once per key and connection (see
+/// [`super::last_token`]): cloning them shares their bytes.
+#[derive(Clone)]
+pub struct IdentityValues {
+    client_id: HeaderValue,
+    /// `None` for a token without a resource owner (`client_credentials`).
+    subject: Option<HeaderValue>,
+    scope: HeaderValue,
+}
+
+impl IdentityValues {
+    /// The values for the token key `key`.
+    pub fn of(key: &TokenKey) -> pingora::Result<IdentityValues> {
+        let subject = match key.subject.is_empty() {
+            true => None,
+            false => Some(value(&key.subject)?),
+        };
+        Ok(IdentityValues {
+            client_id: value(&key.client_id)?,
+            subject,
+            scope: value(key.scope.as_str())?,
+        })
+    }
+}
+
+fn value(text: &str) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_str(text)
+        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid identity header value"))
+}
+
+/// Sets the identity headers of a request about to go upstream: those of the token that let it
+/// through, or none on a public route. `Authorization` never goes upstream.
+pub fn set_headers(req: &mut RequestHeader, identity: Option<IdentityValues>) -> pingora::Result<()> {
     remove(req, &http::header::AUTHORIZATION);
-    let Some(rec) = identity else {
+    let Some(values) = identity else {
         for h in [&X_CLIENT_ID, &X_SUBJECT, &X_SCOPE] {
             remove(req, h);
         }
@@ -71,26 +101,18 @@ pub fn set_headers(req: &mut RequestHeader, identity: Option<&AccessRecord>) -> 
     };
     // An insert replaces every value a client sent under the same name, so only a header that
     // is not set needs removing (each edit hashes into two header maps).
-    insert(req, &X_CLIENT_ID, "X-Client-Id", &rec.key.client_id)?;
-    if rec.key.subject.is_empty() {
-        remove(req, &X_SUBJECT);
-    } else {
-        insert(req, &X_SUBJECT, "X-Subject", &rec.key.subject)?;
+    req.insert_parsed_header(&X_CLIENT_ID, "X-Client-Id", values.client_id)?;
+    match values.subject {
+        Some(subject) => req.insert_parsed_header(&X_SUBJECT, "X-Subject", subject)?,
+        None => remove(req, &X_SUBJECT),
     }
-    insert(req, &X_SCOPE, "X-Scope", rec.key.scope.as_str())
+    req.insert_parsed_header(&X_SCOPE, "X-Scope", values.scope)
 }
 
 /// Makes room in the request's header maps for every header the gateway may add, so that they
 /// grow once, not at each insert that crosses a threshold.
 pub fn reserve_room(req: &mut RequestHeader) -> pingora::Result<()> {
     req.try_reserve_headers(ADDED_AT_MOST)
-}
-
-/// Sets `name` (spelled `wire` upstream) to `value`, replacing what a client sent.
-fn insert(req: &mut RequestHeader, name: &HeaderName, wire: &'static str, value: &str) -> pingora::Result<()> {
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid identity header value"))?;
-    req.insert_parsed_header(name, wire, value)
 }
 
 /// Removes every `name` header. When there is none (the usual case for headers a client must not

@@ -7,16 +7,20 @@
 //! index lookup and every check after it run on each request, so a revocation or expiry holds on a
 //! remembering connection at once.
 //!
+//! Beside the token the connection keeps the identity header values of its key
+//! ([`IdentityValues`]), so that they are not built again for each request either.
+//!
 //! The text is compared in constant time, kept in the gateway's memory only (a request's headers
 //! hold it there anyway), and dropped with the connection or the next token. Texts longer than
 //! [`LONGEST_REMEMBERED`] are not kept, so a connection holds at most that many bytes.
 
 use std::any::Any;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use pingora::protocols::Digest;
 
-use crate::tokens::record::TokenId;
+use super::identity::IdentityValues;
+use crate::tokens::record::{KeySlot, TokenId};
 
 /// The longest token text a connection remembers (an RS256 JWT with a few claims is about 800
 /// bytes); longer ones are decoded on every request.
@@ -45,6 +49,9 @@ impl IdMemory for NoMemory {
 struct LastToken {
     text: Vec<u8>,
     id: TokenId,
+    /// The identity header values of a key, and which key (a weak handle: it keeps the key's
+    /// address from being reused, not the key).
+    identity: Option<(Weak<KeySlot>, IdentityValues)>,
 }
 
 /// The slot pingora keeps beside each accepted connection (its socket digest).
@@ -70,6 +77,23 @@ impl<'a> ConnectionMemory<'a> {
     }
 }
 
+impl ConnectionMemory<'_> {
+    /// The identity header values of `key`: those kept beside the connection's last token when
+    /// they are that key's; otherwise built, and kept there.
+    pub fn identity_of(&self, key: &Arc<KeySlot>) -> pingora::Result<IdentityValues> {
+        let remembered = self.with_last(|held| {
+            let last = held.as_mut()?.downcast_mut::<LastToken>()?;
+            match &last.identity {
+                Some((of, values)) if std::ptr::eq(of.as_ptr(), Arc::as_ptr(key)) => Some(Ok(values.clone())),
+                _ => Some(IdentityValues::of(key.key()).inspect(|values| {
+                    last.identity = Some((Arc::downgrade(key), values.clone()));
+                })),
+            }
+        });
+        remembered.flatten().unwrap_or_else(|| IdentityValues::of(key.key()))
+    }
+}
+
 impl IdMemory for ConnectionMemory<'_> {
     fn recall(&self, token: &str) -> Option<TokenId> {
         self.with_last(|held| {
@@ -91,7 +115,11 @@ impl IdMemory for ConnectionMemory<'_> {
             }
             None => {
                 let text = token.as_bytes().to_vec();
-                *held = Some(Box::new(LastToken { text, id }));
+                *held = Some(Box::new(LastToken {
+                    text,
+                    id,
+                    identity: None,
+                }));
             }
         });
     }

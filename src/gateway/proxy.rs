@@ -319,7 +319,11 @@ impl ProxyHttp for Gateway {
         limits::normalize_content_length(upstream_request)?;
         identity::reserve_room(upstream_request)?;
         identity::drop_underscored_lookalikes(upstream_request);
-        identity::set_headers(upstream_request, ctx.identity.as_deref())?;
+        let identity = match &ctx.identity {
+            Some(rec) => Some(ConnectionMemory::of(session.digest()).identity_of(&rec.key)?),
+            None => None,
+        };
+        identity::set_headers(upstream_request, identity)?;
         let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let trusted = &self.state.live_guard().config.server.trusted_proxies;
         forwarded::set_upstream_headers(upstream_request, peer_ip(session), https, trusted)

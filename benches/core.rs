@@ -25,9 +25,10 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
         std::task::Poll::Pending => panic!("a bearer check in the index waited"),
     }
 }
+use pingora::protocols::{Digest, SocketDigest};
 use tokengate::config::parse_str;
 use tokengate::gateway::bearer;
-use tokengate::gateway::last_token::NoMemory;
+use tokengate::gateway::last_token::{ConnectionMemory, NoMemory};
 use tokengate::oauth::grant_type::GrantType;
 use tokengate::oauth::policy::{decide, ActiveToken, Mode};
 use tokengate::store::sqlite::SqliteStore;
@@ -155,6 +156,30 @@ fn bearer_benches(c: &mut Criterion) {
     let opaque_header = format!("Bearer {otext}").into_bytes();
     let jwt_header = format!("Bearer {jwt}").into_bytes();
     let mut g = c.benchmark_group("bearer_decision");
+    // A keep-alive connection that presented the token before: its memory holds the id.
+    let digest = Digest {
+        socket_digest: Some(Arc::new(SocketDigest::from_raw_fd(-1))),
+        ..Default::default()
+    };
+    let remembered = ConnectionMemory::of(Some(&digest));
+    for (name, header) in [("opaque_remembered", &opaque_header), ("jwt_remembered", &jwt_header)] {
+        let decide = || {
+            let header = Some(header.as_slice());
+            let refuse_proof = |_: &AccessRecord, _: &str| Err(bearer::BearerError::Invalid);
+            ready(bearer::authorize(
+                &service,
+                &config,
+                &route,
+                header,
+                now_ms(),
+                &remembered,
+                refuse_proof,
+            ))
+            .is_ok()
+        };
+        assert!(decide());
+        g.bench_function(name, |b| b.iter(|| black_box(decide())));
+    }
     for (name, header) in [("opaque", &opaque_header), ("jwt_rs256", &jwt_header)] {
         assert!(ready(bearer::authorize(
             &service,

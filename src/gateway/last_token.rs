@@ -75,9 +75,7 @@ impl<'a> ConnectionMemory<'a> {
         let mut held = self.slot?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(f(&mut held))
     }
-}
 
-impl ConnectionMemory<'_> {
     /// The identity header values of `key`: those kept beside the connection's last token when
     /// they are that key's; otherwise built, and kept there.
     pub fn identity_of(&self, key: &Arc<KeySlot>) -> pingora::Result<IdentityValues> {

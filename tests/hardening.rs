@@ -157,27 +157,8 @@ fn a_content_length_list_of_one_value_is_forwarded_as_that_value() {
 /// Sends one keep-alive request on `s` and reads its whole answer (up to the body's length).
 fn keepalive_request(s: &mut TcpStream) -> String {
     s.write_all(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(|v| v.to_string())
-                })
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if body.len() >= length {
-                return text;
-            }
-        }
-    }
+    let (head, body) = raw_http::read_answer(s);
+    format!("{head}\r\n\r\n{body}")
 }
 
 /// Whether the gateway closes `s` (reads end) within `limit`.

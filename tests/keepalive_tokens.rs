@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod raw_http;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -18,29 +19,8 @@ use serde_json::Value;
 fn get(s: &mut TcpStream, path: &str, token: &str) -> (u16, String) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer).to_string();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("a Content-Length");
-        if body.len() >= length {
-            let status = head[9..12].parse().unwrap();
-            return (status, body[..length].to_string());
-        }
-    }
+    let (head, body) = raw_http::read_answer(s);
+    (head[9..12].parse().unwrap(), body)
 }
 
 /// What the upstream was told: client id, subject and scope (empty when not sent).

@@ -70,6 +70,33 @@ pub fn send(port: u16, request: &[u8]) -> Answer {
     Answer::Status { status, error }
 }
 
+/// Reads one whole answer from a kept-alive connection (its head, and its body up to
+/// `Content-Length`) without waiting for the connection to close: the head and the body.
+pub fn read_answer(s: &mut TcpStream) -> (String, String) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        if body.len() >= length {
+            return (head.to_string(), body[..length].to_string());
+        }
+    }
+}
+
 /// A raw HTTP/1.1 request.
 pub struct Raw(pub Vec<u8>);
 

@@ -89,7 +89,7 @@ pub struct SocketDigest {
     /// Original destination address
     pub original_dst: OnceCell<Option<SocketAddr>>,
     /// tokengate patch: state an application keeps for the connection's life, reached by every
-    /// request on it through the session's digest; dropped with the connection.
+    /// request on it through `Session::digest()`; dropped with the connection.
     pub app_state: std::sync::Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
 }
 

@@ -5,7 +5,7 @@
 #
 #   benches/load/cluster.sh [SECONDS_PER_RUN=10] [ROUNDS=3] [REVOCATIONS=500]
 #   env: CONNS=32 ISSUE_CONNS=128 THREADS=1 PATH_ROUNDS=2xROUNDS PIN=0
-#        PG=postgres://postgres@127.0.0.1:5432/test GATEWAY=path
+#        PG=postgres://postgres@127.0.0.1:5432/test GATEWAY=path KEEP_ROUNDS=path
 #
 # Two cluster nodes (A and B) share a database created for the run on the PostgreSQL server PG
 # names; a third gateway uses SQLite. Issuance runs on A and on the SQLite gateway with the same
@@ -179,5 +179,11 @@ echo "  the same request                              per round: $(paired 3 5) (
 echo "  a bare public request                         per round: $(paired 3 2); ratio of medians $(ratio "${RPS[3]}" "${RPS[2]}")"
 echo "  gateway CPU per request, bearer / public:     same request $(paired 3 5 6 3); bare $(paired 3 2 6 3)"
 echo "bearer route, cluster node / one node           per round: $(paired 3 4) (what cluster mode adds to a bearer check); ratio of medians $(ratio "${RPS[3]}" "${RPS[4]}")"
+# How sure those medians are: a bootstrap over the rounds. KEEP_ROUNDS keeps the rounds' record, so
+# that runs of one binary in different hours can be pooled (benches/load/rounds.py 3 5 FILE...).
+echo "bearer / public, bootstrap 90 % interval of the median over the rounds:"
+echo "  the same request: $(python3 benches/load/rounds.py 3 5 "$results")"
+echo "  a bare request:   $(python3 benches/load/rounds.py 3 2 "$results")"
+[ -z "${KEEP_ROUNDS:-}" ] || cp "$results" "$KEEP_ROUNDS"
 echo
 python3 benches/load/propagation.py 18191 18192 "$REVOCATIONS"

@@ -25,7 +25,9 @@
 # next to each other in time, and a drift over a pair of rounds favours neither side); a
 # ratio is given as the median over the rounds and its interquartile range. Beside each rate the harness reports the
 # gateway's CPU time per request (user + system, from /proc): a second view of the same cost,
-# though on a shared machine it moves with the hour too.
+# though on a shared machine it moves with the hour too. The rounds' ratios still spread widely
+# when the machine is busy; benches/load/paired.sh measures the two routes at the same time
+# instead, which takes most of that spread away.
 #
 # Propagation: a token is issued at A and used once at B (so B holds it), then revoked at A; the
 # delay is from A's 200 to the first 401 at B (polled on a kept-alive connection), over
@@ -59,35 +61,9 @@ UP=18181
 ports_free 18181 18190 18191 18192
 start_nginx_upstream $UP
 
-declare -A PID
-gateway() { # name port store-lines
-  local dir="$work/$1"; mkdir -p "$dir"
-  cat > "$dir/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-threads = $THREADS
-data_dir = "data"
-[store]
-$3
-sweep_interval_secs = 3600
-[oauth]
-# One issuer for every gateway: a cluster's nodes share it, and tokens carry it as their audience.
-issuer = "http://tokengate.bench"
-jwt_signing_key = "$work/jwt.pem"
-server_key = "$work/server.key"
-max_live_tokens_per_client = 0
-[oauth.opaque.renew_token_without_revoking_existing]
-enable = true
-TOML
-  { client_toml opaque-app opaque; client_toml opaque-bearer opaque; routes_toml $UP; } >> "$dir/gateway.toml"
-  RUST_LOG=warn "$GATEWAY" --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
-  PID[$2]=$!
-  wait_ready "$2" && return
-  echo "cluster.sh: gateway $1 did not start:" >&2; cat "$dir/log" >&2; exit 1
-}
-gateway sqlite 18190 ""
-gateway node-a 18191 "url = \"$DB_URL\""
-gateway node-b 18192 "url = \"$DB_URL\""
+start_bench_gateway sqlite 18190 ""
+start_bench_gateway node-a 18191 "url = \"$DB_URL\""
+start_bench_gateway node-b 18192 "url = \"$DB_URL\""
 # With PIN=1 the gateways get CPU 1 and the client and upstream CPU 0: the gateway measured then
 # has a core to itself, so a rate tells its cost per request with less of the scheduler's noise.
 WRK=(wrk)

@@ -114,3 +114,35 @@ upstream = "127.0.0.1:$1"
 auth = false
 TOML
 }
+
+# Starts a gateway of the cluster harnesses named $1 on 127.0.0.1:$2 with the store lines $3
+# ("" for SQLite, `url = "postgres://..."` for a cluster node), $THREADS worker threads, the two
+# opaque clients and the routes to the upstream on $UP; its pid goes in PID[$2]. Every gateway
+# has the same issuer and keys ($work/jwt.pem and $work/server.key, which the first gateway started
+# generates): a cluster's nodes share them.
+declare -A PID
+start_bench_gateway() {
+  local dir="$work/$1"; mkdir -p "$dir"
+  cat > "$dir/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+threads = $THREADS
+data_dir = "data"
+[store]
+$3
+sweep_interval_secs = 3600
+[oauth]
+# One issuer for every gateway: a cluster's nodes share it, and tokens carry it as their audience.
+issuer = "http://tokengate.bench"
+jwt_signing_key = "$work/jwt.pem"
+server_key = "$work/server.key"
+max_live_tokens_per_client = 0
+[oauth.opaque.renew_token_without_revoking_existing]
+enable = true
+TOML
+  { client_toml opaque-app opaque; client_toml opaque-bearer opaque; routes_toml "$UP"; } >> "$dir/gateway.toml"
+  RUST_LOG=warn "$GATEWAY" --conf "$dir/gateway.toml" 2>"$dir/log" & pids+=($!)
+  PID[$2]=$!
+  wait_ready "$2" && return
+  echo "$(basename "$0"): gateway $1 did not start:" >&2; cat "$dir/log" >&2; exit 1
+}

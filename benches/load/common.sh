@@ -115,6 +115,26 @@ auth = false
 TOML
 }
 
+# The gateway binary measured: $GATEWAY when set, else a release build of this checkout.
+choose_gateway() {
+  if [ -z "${GATEWAY:-}" ]; then
+    scripts/deps.sh
+    cargo build --release --locked --bin tokengate 2>&1 | tail -1
+    GATEWAY=./target/release/tokengate
+  fi
+}
+
+# A database made for the run on the PostgreSQL server $PG names, dropped at exit (with the work
+# folder); its url in $DB_URL.
+create_bench_database() {
+  install_tools psql=postgresql-client
+  DB="tokengate_bench_$$"
+  trap 'cleanup; drop_bench_database' EXIT
+  psql "$PG" -qc "CREATE DATABASE $DB" >/dev/null
+  DB_URL="${PG%/*}/$DB"
+}
+drop_bench_database() { psql "$PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
+
 # Starts a gateway of the cluster harnesses named $1 on 127.0.0.1:$2 with the store lines $3
 # ("" for SQLite, `url = "postgres://..."` for a cluster node), $THREADS worker threads, the two
 # opaque clients and the routes to the upstream on $UP; its pid goes in PID[$2]. Every gateway

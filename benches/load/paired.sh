@@ -32,18 +32,9 @@ CHECK=${CHECK:-1}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
 source benches/load/common.sh
 install_load_tools
-install_tools psql=postgresql-client python3
-if [ -z "${GATEWAY:-}" ]; then
-  scripts/deps.sh
-  cargo build --release --locked --bin tokengate 2>&1 | tail -1
-  GATEWAY=./target/release/tokengate
-fi
-
-DB="tokengate_paired_$$"
-drop_database() { psql "$PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap 'cleanup; drop_database' EXIT
-psql "$PG" -qc "CREATE DATABASE $DB" >/dev/null
-DB_URL="${PG%/*}/$DB"
+install_tools python3
+choose_gateway
+create_bench_database
 
 UP=18181
 ports_free 18181 18191 18192 18193
